@@ -1,0 +1,201 @@
+//! The command line (`run`, `check`, `sign`, `demo`), logging setup and exit codes.
+//!
+//! Exit codes: 0 success, 2 bad configuration or usage (clap's own usage
+//! errors exit 2 too), 1 anything else.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config;
+use crate::metrics::Metrics;
+use crate::server;
+
+#[derive(Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "A webhook-verifying reverse proxy"
+)]
+struct Cli {
+    /// Log format (default: text on a terminal, json otherwise). Level from HOOKGATE_LOG.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, env = "HOOKGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration, resolve secrets and print the route table.
+    Check {
+        #[arg(long, env = "HOOKGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the real gateway against a built-in echo app and send genuine and forged webhooks.
+    Demo {
+        /// Exit after printing the table.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Demo { once } => with_runtime(crate::demo::run(once)),
+    }
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    match config::load(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                tracing::warn!(file = %path.display(), field = %w.field, "{}", w.message);
+            }
+            Ok(c)
+        }
+        Err(e) => {
+            eprintln!("hookgate: invalid configuration: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let metrics = Metrics::new();
+    let runtime = match server::runtime(&config, &metrics) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookgate: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    println!("{}: OK", path.display());
+    println!(
+        "listen {}  upstream {:?}",
+        config.listen.addr, config.upstream.target
+    );
+    println!("{:<24} {:<28} {:<18} secrets", "route", "path", "provider");
+    for r in runtime.routes.routes() {
+        let secrets: Vec<String> = config.routes[r_index(&config, &r.name)]
+            .secrets
+            .iter()
+            .map(|s| format!("{}={}", s.label, s.source))
+            .collect();
+        println!(
+            "{:<24} {:<28} {:<18} {}",
+            r.name,
+            r.pattern.as_config_str(),
+            r.provider,
+            secrets.join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn r_index(config: &config::Config, name: &str) -> usize {
+    config
+        .routes
+        .iter()
+        .position(|r| r.name == name)
+        .unwrap_or(0)
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    with_runtime(async move {
+        let running = match server::start(&config, std::time::SystemTime::now).await {
+            Ok(r) => r,
+            Err(server::StartError::Config(e)) => {
+                eprintln!("hookgate: invalid configuration: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            Err(e) => {
+                eprintln!("hookgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        running.shutdown();
+        running.wait().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("hookgate: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

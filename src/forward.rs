@@ -1,0 +1,211 @@
+//! The upstream client: exact bytes, hop-by-hop policy, keep-alive pool and timeout.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+use http::{request, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{Upstream, UpstreamTarget};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardError {
+    /// Could not connect, or the connection failed before a response.
+    Unavailable,
+    /// No response headers within `upstream.timeout`.
+    Timeout,
+}
+
+/// Where a request came from, for the `X-Forwarded-*` headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub peer: IpAddr,
+    pub tls: bool,
+}
+
+/// Why the upstream cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream.url: {0}")]
+pub struct SetupError(pub String);
+
+pub struct Forwarder {
+    client: Client<HttpConnector, Full<Bytes>>,
+    scheme: Scheme,
+    authority: Authority,
+    timeout: Duration,
+    forwarded_headers: bool,
+}
+
+impl Forwarder {
+    pub fn new(upstream: &Upstream) -> Result<Self, SetupError> {
+        let (scheme, authority) = match &upstream.target {
+            UpstreamTarget::Http {
+                https: false,
+                authority,
+            } => (
+                Scheme::HTTP,
+                authority
+                    .parse::<Authority>()
+                    .map_err(|e| SetupError(e.to_string()))?,
+            ),
+            UpstreamTarget::Http { https: true, .. } | UpstreamTarget::Unix(_) => {
+                return Err(SetupError(
+                    "https:// and unix: upstreams are not supported by this build".into(),
+                ))
+            }
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        connector.set_connect_timeout(Some(upstream.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Ok(Forwarder {
+            client,
+            scheme,
+            authority,
+            timeout: upstream.timeout,
+            forwarded_headers: upstream.forwarded_headers,
+        })
+    }
+
+    /// Sends the request as received (method, path and query, end-to-end
+    /// headers, exact body bytes) and returns the application's response.
+    pub async fn forward(
+        &self,
+        parts: request::Parts,
+        body: Bytes,
+        origin: Origin,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            // Scheme and authority were validated at startup, and the path
+            // and query come from a URI hyper already parsed.
+            .map_err(|_| ForwardError::Unavailable)?;
+
+        let mut headers = parts.headers;
+        strip_hop_by_hop(&mut headers);
+        if !headers.contains_key(header::HOST) {
+            // HTTP/2 carries the host in :authority; keep it for the application.
+            if let Some(value) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                headers.insert(header::HOST, value);
+            }
+        }
+        if self.forwarded_headers {
+            append(
+                &mut headers,
+                HeaderName::from_static("x-forwarded-for"),
+                &origin.peer.to_string(),
+            );
+            append(
+                &mut headers,
+                HeaderName::from_static("x-forwarded-proto"),
+                if origin.tls { "https" } else { "http" },
+            );
+        }
+
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = parts.method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+
+        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => return Err(ForwardError::Timeout),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "upstream request failed");
+                return Err(ForwardError::Unavailable);
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp)
+    }
+}
+
+/// Appends `value` to a comma-separated list header, creating it if absent.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
+        _ => value.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, every header it
+/// names, and the fixed list that is never forwarded.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-private".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert("svix-signature", "v1,abc".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("svix-signature"));
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        append(
+            &mut h,
+            HeaderName::from_static("x-forwarded-for"),
+            "10.0.0.1",
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
+    }
+}

@@ -1,0 +1,37 @@
+//! hookgate: a webhook-verifying reverse proxy.
+//!
+//! hookgate stands in front of an application, buffers each webhook, verifies
+//! the provider's signature and timestamp over the exact bytes received,
+//! deduplicates by message id, and forwards only verified requests, byte for
+//! byte. Everything else is answered by hookgate and never reaches the app.
+//!
+//! # Layout
+//!
+//! Data flows one way, down this list:
+//!
+//! - `cli`      the command line: `run`, `check`, `sign`, `demo`; exit codes
+//! - `config`   raw TOML -> validated `Config`; `Secret` with redacted `Debug`
+//! - `server`   bind -> accept -> hyper-util auto builder -> graceful drain
+//! - `admin`    `/metrics`, `/healthz`, `/readyz` on the admin port
+//! - `proxy`    one request: route -> body -> verify -> replay -> forward, and
+//!   the single place outcomes become responses, metrics and log lines
+//! - `route`    path -> `Route`, built once from `Config`
+//! - `body`     read the body within `max_body` and `body_timeout`
+//! - `verify`   the one signature engine; `verify::providers` is the catalog
+//! - `replay`   the seen-id store: delivery-aware claims over an LRU
+//! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
+//! - `metrics`  an owned Prometheus registry; labels from config and enums
+//! - `demo`     the built-in end-to-end demonstration
+
+pub mod admin;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod forward;
+pub mod metrics;
+pub mod proxy;
+pub mod replay;
+pub mod route;
+pub mod server;
+pub mod verify;

@@ -1,0 +1,313 @@
+//! Prometheus metrics: an owned `Registry`; every label value comes from config or a fixed enum.
+//!
+//! Per-route handles are resolved once when the route table is built, so the
+//! request path increments plain counters without hashing label values, and
+//! no request can create a series (an unknown path is `route="unmatched"`).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// The `outcome` label of `hookgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Forwarded,
+    Rejected,
+    Duplicate,
+    UpstreamError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Forwarded,
+        Outcome::Rejected,
+        Outcome::Duplicate,
+        Outcome::UpstreamError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::Duplicate => "duplicate",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every answer hookgate gives itself: the `reason` label and the JSON `error` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NoRoute,
+    MethodNotAllowed,
+    BodyTooLarge,
+    Timeout,
+    BadRequest,
+    MissingSignature,
+    InvalidSignature,
+    StaleTimestamp,
+    InFlight,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    ReplayStoreUnavailable,
+    Overloaded,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::NoRoute,
+        Reason::MethodNotAllowed,
+        Reason::BodyTooLarge,
+        Reason::Timeout,
+        Reason::BadRequest,
+        Reason::MissingSignature,
+        Reason::InvalidSignature,
+        Reason::StaleTimestamp,
+        Reason::InFlight,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamTimeout,
+        Reason::ReplayStoreUnavailable,
+        Reason::Overloaded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoRoute => "no_route",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::Timeout => "timeout",
+            Reason::BadRequest => "bad_request",
+            Reason::MissingSignature => "missing_signature",
+            Reason::InvalidSignature => "invalid_signature",
+            Reason::StaleTimestamp => "stale_timestamp",
+            Reason::InFlight => "in_flight",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::ReplayStoreUnavailable => "replay_store_unavailable",
+            Reason::Overloaded => "overloaded",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+/// All of hookgate's metric families, registered in one owned registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    rejections: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    upstream_responses: IntCounterVec,
+    secret_matches: IntCounterVec,
+    pub inflight: IntGauge,
+    pub replay_entries: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub tls_handshake_errors: IntCounter,
+}
+
+/// A route's counters, resolved once.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    requests: Vec<IntCounter>,
+    rejections: Vec<IntCounter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    upstream_responses: Vec<IntCounter>,
+    secret_matches: Vec<IntCounter>,
+}
+
+impl RouteMetrics {
+    pub fn request(&self, outcome: Outcome) {
+        self.requests[outcome.index()].inc();
+    }
+
+    pub fn rejection(&self, reason: Reason) {
+        self.rejections[reason.index()].inc();
+    }
+
+    pub fn upstream_status(&self, status: http::StatusCode) {
+        let class = match status.as_u16() {
+            0..=299 => 0,
+            300..=399 => 1,
+            400..=499 => 2,
+            _ => 3,
+        };
+        self.upstream_responses[class].inc();
+    }
+
+    pub fn secret_matched(&self, index: usize) {
+        if let Some(c) = self.secret_matches.get(index) {
+            c.inc();
+        }
+    }
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Registration only fails on a duplicate or malformed name; every name
+    // here is a fixed literal registered once, so this cannot happen.
+    match r {
+        Ok(v) => v,
+        Err(e) => unreachable!("metric definition: {e}"),
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            25.0,
+        ];
+        let requests = must(IntCounterVec::new(
+            Opts::new("hookgate_requests_total", "Requests by route and outcome."),
+            &["route", "outcome"],
+        ));
+        let rejections = must(IntCounterVec::new(
+            Opts::new(
+                "hookgate_rejections_total",
+                "Requests hookgate answered itself, by route and reason.",
+            ),
+            &["route", "reason"],
+        ));
+        let request_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "hookgate_request_duration_seconds",
+                "Whole request duration, from headers received to response headers sent.",
+            )
+            .buckets(buckets.clone()),
+            &["route"],
+        ));
+        let upstream_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "hookgate_upstream_duration_seconds",
+                "Time the application took to answer a forwarded request.",
+            )
+            .buckets(buckets),
+            &["route"],
+        ));
+        let upstream_responses = must(IntCounterVec::new(
+            Opts::new(
+                "hookgate_upstream_responses_total",
+                "Application responses by route and status class.",
+            ),
+            &["route", "class"],
+        ));
+        let secret_matches = must(IntCounterVec::new(
+            Opts::new(
+                "hookgate_secret_matches_total",
+                "Which secret of a route's list verified each request (position or name).",
+            ),
+            &["route", "secret"],
+        ));
+        let inflight = must(IntGauge::new(
+            "hookgate_inflight_requests",
+            "Requests being processed now.",
+        ));
+        let replay_entries = must(IntGauge::new(
+            "hookgate_replay_entries",
+            "Ids held by the replay store (memory store).",
+        ));
+        let config_reloads = must(IntCounterVec::new(
+            Opts::new(
+                "hookgate_config_reloads_total",
+                "Configuration reloads by result.",
+            ),
+            &["result"],
+        ));
+        let tls_handshake_errors = must(IntCounter::new(
+            "hookgate_tls_handshake_errors_total",
+            "TLS handshakes that failed.",
+        ));
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejections.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(upstream_responses.clone()),
+            Box::new(secret_matches.clone()),
+            Box::new(inflight.clone()),
+            Box::new(replay_entries.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(tls_handshake_errors.clone()),
+        ] {
+            must(registry.register(c));
+        }
+        #[cfg(target_os = "linux")]
+        must(registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        Metrics {
+            registry,
+            requests,
+            rejections,
+            request_duration,
+            upstream_duration,
+            upstream_responses,
+            secret_matches,
+            inflight,
+            replay_entries,
+            config_reloads,
+            tls_handshake_errors,
+        }
+    }
+
+    /// Resolves (and so creates at zero) every series of one route.
+    pub fn route(&self, route: &str, secret_labels: &[String]) -> RouteMetrics {
+        RouteMetrics {
+            requests: Outcome::ALL
+                .iter()
+                .map(|o| self.requests.with_label_values(&[route, o.as_str()]))
+                .collect(),
+            rejections: Reason::ALL
+                .iter()
+                .map(|r| self.rejections.with_label_values(&[route, r.as_str()]))
+                .collect(),
+            request_duration: self.request_duration.with_label_values(&[route]),
+            upstream_duration: self.upstream_duration.with_label_values(&[route]),
+            upstream_responses: CLASSES
+                .iter()
+                .map(|c| self.upstream_responses.with_label_values(&[route, c]))
+                .collect(),
+            secret_matches: secret_labels
+                .iter()
+                .map(|s| self.secret_matches.with_label_values(&[route, s]))
+                .collect(),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would be a
+        // malformed family, which fixed definitions rule out.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+}

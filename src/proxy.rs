@@ -1,0 +1,316 @@
+//! One request: route -> body -> verify -> replay -> forward, and the single
+//! place where outcomes become responses, metrics and the request's log line.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+
+use crate::body::{self, BodyError};
+use crate::config::{Mode, OnStoreError};
+use crate::forward::{ForwardError, Forwarder, Origin};
+use crate::metrics::{Metrics, Outcome, Reason, RouteMetrics};
+use crate::replay::{Claim, Store};
+use crate::route::{Route, RouteTable};
+use crate::verify::{Input, Rejection};
+
+/// Responses are either hookgate's own JSON or the application's streamed body.
+pub type ProxyBody = Either<Full<Bytes>, Incoming>;
+
+/// What can change on reload: swapped atomically as one value.
+pub struct Runtime {
+    pub routes: RouteTable,
+    pub max_body: u64,
+    pub body_timeout: std::time::Duration,
+    pub on_store_error: OnStoreError,
+}
+
+/// The clock verification is given; tests pass a fixed one.
+pub type Clock = fn() -> SystemTime;
+
+pub struct Proxy {
+    pub runtime: ArcSwap<Runtime>,
+    pub store: Arc<Store>,
+    pub forwarder: Arc<Forwarder>,
+    pub metrics: Arc<Metrics>,
+    unmatched: RouteMetrics,
+    inflight: Semaphore,
+    clock: Clock,
+}
+
+/// How a request ended, before it becomes a response.
+enum End {
+    Forwarded(Response<Incoming>),
+    Duplicate,
+    Rejected(Reason),
+}
+
+impl Proxy {
+    pub fn new(
+        runtime: Runtime,
+        store: Arc<Store>,
+        forwarder: Arc<Forwarder>,
+        metrics: Arc<Metrics>,
+        max_inflight: usize,
+        clock: Clock,
+    ) -> Self {
+        let unmatched = metrics.route("unmatched", &[]);
+        Proxy {
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
+            forwarder,
+            metrics,
+            unmatched,
+            inflight: Semaphore::new(max_inflight),
+            clock,
+        }
+    }
+
+    /// Handles one request end to end; never fails (every error is a response).
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        origin: Origin,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let runtime = self.runtime.load_full();
+        let Some(route) = runtime.routes.find(req.uri().path()).cloned() else {
+            return self.finish(None, End::Rejected(Reason::NoRoute), None, start);
+        };
+        let Ok(_permit) = self.inflight.try_acquire() else {
+            return self.finish(Some(&route), End::Rejected(Reason::Overloaded), None, start);
+        };
+        self.metrics.inflight.inc();
+        let (end, message_id) = self.pipeline(&runtime, &route, req, origin).await;
+        self.metrics.inflight.dec();
+        self.finish(Some(&route), end, message_id.as_deref(), start)
+    }
+
+    async fn pipeline(
+        self: &Arc<Self>,
+        runtime: &Runtime,
+        route: &Arc<Route>,
+        req: Request<Incoming>,
+        origin: Origin,
+    ) -> (End, Option<String>) {
+        if !route.methods.contains(req.method()) {
+            return (End::Rejected(Reason::MethodNotAllowed), None);
+        }
+        let (parts, incoming) = req.into_parts();
+        let read = match body::check_declared(&parts.headers, runtime.max_body) {
+            Ok(()) => body::read(incoming, runtime.max_body, runtime.body_timeout).await,
+            Err(e) => Err(e),
+        };
+        let bytes = match read {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => return (End::Rejected(Reason::BodyTooLarge), None),
+            Err(BodyError::Timeout) => return (End::Rejected(Reason::Timeout), None),
+            Err(BodyError::Incomplete) => return (End::Rejected(Reason::BadRequest), None),
+        };
+
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let input = Input {
+            method: &parts.method,
+            path_and_query,
+            headers: &parts.headers,
+            body: &bytes,
+            public_url: route.public_url.as_deref(),
+        };
+        let verified = match route.verifier.verify(&input, (self.clock)()) {
+            Ok(v) => v,
+            Err(rejection) => {
+                let reason = rejection_reason(rejection);
+                match route.mode {
+                    Mode::Enforce => return (End::Rejected(reason), None),
+                    Mode::Shadow => {
+                        // Shadow mode: counted and logged exactly as enforce
+                        // would reject it, then forwarded without a replay check.
+                        route.metrics.rejection(reason);
+                        tracing::warn!(
+                            route = %route.name,
+                            reason = reason.as_str(),
+                            "shadow mode: would have rejected; forwarding anyway"
+                        );
+                        let end = match self.forwarder.forward(parts, bytes, origin).await {
+                            Ok(resp) => End::Forwarded(resp),
+                            Err(e) => End::Rejected(forward_reason(e)),
+                        };
+                        return (end, None);
+                    }
+                }
+            }
+        };
+        route.metrics.secret_matched(verified.secret_index());
+        let message_id = verified.message_id().map(str::to_string);
+
+        let ticket = match self.store.claim(&route.name, verified.replay_id()).await {
+            Ok(Claim::Claimed(t)) => Some(t),
+            Ok(Claim::Duplicate) => return (End::Duplicate, message_id),
+            Ok(Claim::InFlight) => return (End::Rejected(Reason::InFlight), message_id),
+            Err(e) => match runtime.on_store_error {
+                OnStoreError::Reject => {
+                    tracing::warn!(route = %route.name, error = %e, "replay store failed: rejecting");
+                    return (End::Rejected(Reason::ReplayStoreUnavailable), message_id);
+                }
+                OnStoreError::Allow => {
+                    tracing::warn!(route = %route.name, error = %e, "replay store failed: forwarding without the replay check (on_store_error = allow)");
+                    None
+                }
+            },
+        };
+
+        // Forward in its own task: a provider that hangs up mid-request must not
+        // cancel the forward halfway and leave its id claimed but never settled.
+        let this = Arc::clone(self);
+        let route_for_task = Arc::clone(route);
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let result = this.forwarder.forward(parts, bytes, origin).await;
+            let metrics = &route_for_task.metrics;
+            if let Ok(resp) = &result {
+                metrics
+                    .upstream_duration
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.upstream_status(resp.status());
+            }
+            if let Some(ticket) = ticket {
+                let accepted = matches!(&result, Ok(r) if r.status().is_success());
+                let settled = if accepted {
+                    this.store.delivered(ticket).await
+                } else {
+                    this.store.release(ticket).await
+                };
+                if let Err(e) = settled {
+                    tracing::warn!(route = %route_for_task.name, error = %e, "replay store could not record the outcome");
+                }
+            }
+            result
+        });
+        let end = match task.await {
+            Ok(Ok(resp)) => End::Forwarded(resp),
+            Ok(Err(e)) => End::Rejected(forward_reason(e)),
+            Err(e) => {
+                tracing::error!(error = %e, "forwarding task failed");
+                End::Rejected(Reason::UpstreamUnavailable)
+            }
+        };
+        (end, message_id)
+    }
+
+    /// The one place an outcome becomes a response, a metric and a log line.
+    fn finish(
+        &self,
+        route: Option<&Arc<Route>>,
+        end: End,
+        message_id: Option<&str>,
+        start: Instant,
+    ) -> Response<ProxyBody> {
+        let (metrics, name) = match route {
+            Some(r) => (&r.metrics, r.name.as_str()),
+            None => (&self.unmatched, "unmatched"),
+        };
+        let (outcome, reason, response) = match end {
+            End::Forwarded(resp) => (Outcome::Forwarded, None, resp.map(Either::Right)),
+            End::Duplicate => (
+                Outcome::Duplicate,
+                None,
+                json(StatusCode::OK, r#"{"status":"duplicate"}"#),
+            ),
+            End::Rejected(reason) => {
+                let (outcome, status) = reason_status(reason);
+                let mut resp = json(status, &format!(r#"{{"error":"{}"}}"#, reason.as_str()));
+                match reason {
+                    Reason::Overloaded | Reason::ReplayStoreUnavailable => {
+                        resp.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    }
+                    Reason::MethodNotAllowed => {
+                        if let Some(allow) = route.and_then(|r| allow_header(r)) {
+                            resp.headers_mut().insert(header::ALLOW, allow);
+                        }
+                    }
+                    _ => {}
+                }
+                (outcome, Some(reason), resp)
+            }
+        };
+        let elapsed = start.elapsed();
+        metrics.request(outcome);
+        if let Some(reason) = reason {
+            metrics.rejection(reason);
+        }
+        metrics.request_duration.observe(elapsed.as_secs_f64());
+        tracing::info!(
+            route = name,
+            outcome = outcome.as_str(),
+            reason = reason.map(Reason::as_str),
+            status = response.status().as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            message_id,
+            "request"
+        );
+        response
+    }
+}
+
+/// Status and outcome label of each of hookgate's own answers (DESIGN §4).
+fn reason_status(reason: Reason) -> (Outcome, StatusCode) {
+    match reason {
+        Reason::NoRoute => (Outcome::Rejected, StatusCode::NOT_FOUND),
+        Reason::MethodNotAllowed => (Outcome::Rejected, StatusCode::METHOD_NOT_ALLOWED),
+        Reason::BodyTooLarge => (Outcome::Rejected, StatusCode::PAYLOAD_TOO_LARGE),
+        Reason::Timeout => (Outcome::Rejected, StatusCode::REQUEST_TIMEOUT),
+        Reason::BadRequest => (Outcome::Rejected, StatusCode::BAD_REQUEST),
+        Reason::MissingSignature | Reason::InvalidSignature | Reason::StaleTimestamp => {
+            (Outcome::Rejected, StatusCode::UNAUTHORIZED)
+        }
+        Reason::InFlight => (Outcome::Rejected, StatusCode::CONFLICT),
+        Reason::UpstreamUnavailable => (Outcome::UpstreamError, StatusCode::BAD_GATEWAY),
+        Reason::UpstreamTimeout => (Outcome::UpstreamError, StatusCode::GATEWAY_TIMEOUT),
+        Reason::ReplayStoreUnavailable | Reason::Overloaded => {
+            (Outcome::Rejected, StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}
+
+fn rejection_reason(r: Rejection) -> Reason {
+    match r {
+        Rejection::MissingSignature => Reason::MissingSignature,
+        Rejection::InvalidSignature => Reason::InvalidSignature,
+        Rejection::StaleTimestamp => Reason::StaleTimestamp,
+    }
+}
+
+fn forward_reason(e: ForwardError) -> Reason {
+    match e {
+        ForwardError::Unavailable => Reason::UpstreamUnavailable,
+        ForwardError::Timeout => Reason::UpstreamTimeout,
+    }
+}
+
+fn allow_header(route: &Route) -> Option<HeaderValue> {
+    let list: Vec<&str> = route.methods.iter().map(http::Method::as_str).collect();
+    HeaderValue::from_str(&list.join(", ")).ok()
+}
+
+/// hookgate's own answers: small JSON bodies.
+pub fn json(status: StatusCode, body: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::copy_from_slice(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

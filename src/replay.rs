@@ -1,0 +1,272 @@
+//! The store of seen message ids: delivery-aware claims over an in-memory LRU (and later Redis).
+//!
+//! A verified request first *claims* its id. The claim is an in-flight marker
+//! with a lease; it becomes *delivered* (remembered for `ttl`) only once the
+//! application answered 2xx, and is *released* otherwise, so that the
+//! provider's retry is forwarded again. Nothing a provider retries is lost,
+//! and nothing the application accepted is delivered twice.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+/// What a claim found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The id is new (or was released): this request owns it until it reports back.
+    Claimed(Ticket),
+    /// The application already accepted this id.
+    Duplicate,
+    /// Another request with this id is being forwarded right now.
+    InFlight,
+}
+
+/// Ownership of a claimed id; hand it back with `delivered` or `release`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ticket {
+    key: [u8; 32],
+    token: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("replay store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The replay store chosen by `[replay] store`.
+pub enum Store {
+    Memory(MemoryStore),
+}
+
+impl Store {
+    /// Claims `replay_id` for `route`.
+    pub async fn claim(&self, route: &str, replay_id: &[u8; 32]) -> Result<Claim, StoreError> {
+        let key = key(route, replay_id);
+        match self {
+            Store::Memory(m) => Ok(m.claim(key, Instant::now())),
+        }
+    }
+
+    /// The application accepted the request: remember the id for `ttl`.
+    pub async fn delivered(&self, ticket: Ticket) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.delivered(&ticket, Instant::now());
+                Ok(())
+            }
+        }
+    }
+
+    /// The request was not accepted: forget the claim so a retry goes through.
+    pub async fn release(&self, ticket: Ticket) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.release(&ticket);
+                Ok(())
+            }
+        }
+    }
+
+    /// Entries held (for the `hookgate_replay_entries` gauge).
+    pub fn entries(&self) -> usize {
+        match self {
+            Store::Memory(m) => m.len(),
+        }
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ready(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+        }
+    }
+}
+
+/// Namespaces ids per route, so two providers' ids never collide.
+fn key(route: &str, replay_id: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(route.as_bytes())
+        .chain_update([0])
+        .chain_update(replay_id)
+        .finalize()
+        .into()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    InFlight { token: u64, until: Instant },
+    Delivered { until: Instant },
+}
+
+/// Shards cut lock contention: requests for different ids rarely share a lock.
+const SHARDS: usize = 16;
+
+/// An in-memory LRU of ids, bounded by `capacity`, each remembered for `ttl`.
+pub struct MemoryStore {
+    shards: Vec<Mutex<LruCache<[u8; 16], State>>>,
+    ttl: Duration,
+    lease: Duration,
+    next_token: AtomicU64,
+}
+
+impl MemoryStore {
+    /// `lease` bounds how long an in-flight claim may block the same id.
+    pub fn new(capacity: usize, ttl: Duration, lease: Duration) -> Self {
+        let per_shard =
+            NonZeroUsize::new(capacity.div_ceil(SHARDS).max(1)).unwrap_or(NonZeroUsize::MIN);
+        MemoryStore {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+            ttl,
+            lease,
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    fn shard(&self, key: &[u8; 32]) -> (&Mutex<LruCache<[u8; 16], State>>, [u8; 16]) {
+        // The key is a SHA-256 output: any byte is uniformly distributed.
+        let idx = usize::from(key[31]) % SHARDS;
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&key[..16]);
+        (&self.shards[idx], short)
+    }
+
+    fn lock<'a>(
+        shard: &'a Mutex<LruCache<[u8; 16], State>>,
+    ) -> std::sync::MutexGuard<'a, LruCache<[u8; 16], State>> {
+        // A panic while holding the lock leaves a consistent map (every
+        // operation is a single insert/get/pop), so a poisoned lock is usable.
+        shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn claim(&self, key: [u8; 32], now: Instant) -> Claim {
+        let (shard, short) = self.shard(&key);
+        let mut map = Self::lock(shard);
+        match map.get(&short) {
+            Some(State::Delivered { until }) if *until > now => return Claim::Duplicate,
+            Some(State::InFlight { until, .. }) if *until > now => return Claim::InFlight,
+            _ => {}
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        map.put(
+            short,
+            State::InFlight {
+                token,
+                until: now + self.lease,
+            },
+        );
+        Claim::Claimed(Ticket { key, token })
+    }
+
+    fn delivered(&self, ticket: &Ticket, now: Instant) {
+        let (shard, short) = self.shard(&ticket.key);
+        let mut map = Self::lock(shard);
+        // Delivered wins even if the lease lapsed meanwhile: the application accepted it.
+        map.put(
+            short,
+            State::Delivered {
+                until: now + self.ttl,
+            },
+        );
+    }
+
+    fn release(&self, ticket: &Ticket) {
+        let (shard, short) = self.shard(&ticket.key);
+        let mut map = Self::lock(shard);
+        // Only the holder may release: after a lapsed lease another request may own it.
+        if let Some(State::InFlight { token, .. }) = map.peek(&short) {
+            if *token == ticket.token {
+                map.pop(&short);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| Self::lock(s).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn store() -> MemoryStore {
+        MemoryStore::new(1000, Duration::from_secs(60), Duration::from_secs(30))
+    }
+
+    fn ticket(c: Claim) -> Ticket {
+        match c {
+            Claim::Claimed(t) => t,
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn delivered_id_is_a_duplicate_until_ttl() {
+        let s = store();
+        let now = Instant::now();
+        let k = key("r", &[1; 32]);
+        let t = ticket(s.claim(k, now));
+        assert_eq!(s.claim(k, now), Claim::InFlight);
+        s.delivered(&t, now);
+        assert_eq!(s.claim(k, now + Duration::from_secs(59)), Claim::Duplicate);
+        assert!(matches!(
+            s.claim(k, now + Duration::from_secs(61)),
+            Claim::Claimed(_)
+        ));
+    }
+
+    #[test]
+    fn released_id_can_be_claimed_again() {
+        let s = store();
+        let now = Instant::now();
+        let k = key("r", &[2; 32]);
+        let t = ticket(s.claim(k, now));
+        s.release(&t);
+        assert!(matches!(s.claim(k, now), Claim::Claimed(_)));
+    }
+
+    #[test]
+    fn lapsed_lease_lets_a_retry_claim_and_old_holder_cannot_release_it() {
+        let s = store();
+        let now = Instant::now();
+        let k = key("r", &[3; 32]);
+        let old = ticket(s.claim(k, now));
+        let later = now + Duration::from_secs(31);
+        let _new = ticket(s.claim(k, later));
+        s.release(&old);
+        assert_eq!(s.claim(k, later), Claim::InFlight);
+    }
+
+    #[test]
+    fn same_id_on_two_routes_is_two_entries() {
+        assert_ne!(key("a", &[4; 32]), key("b", &[4; 32]));
+    }
+
+    #[test]
+    fn capacity_bounds_entries() {
+        let s = MemoryStore::new(64, Duration::from_secs(60), Duration::from_secs(30));
+        let now = Instant::now();
+        for i in 0..10_000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            let t = ticket(s.claim(key("r", &id), now));
+            s.delivered(&t, now);
+        }
+        assert!(s.len() <= 64 + SHARDS, "{}", s.len());
+    }
+}

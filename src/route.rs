@@ -1,0 +1,126 @@
+//! Path -> `Route`, built once from `Config`: each route's verifier, methods, mode and metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::config::{Config, ConfigError, Mode, PathPattern, RouteConfig};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::verify::{providers, Verifier};
+
+pub struct Route {
+    pub name: String,
+    pub pattern: PathPattern,
+    pub provider: String,
+    pub verifier: Verifier,
+    pub methods: Vec<Method>,
+    pub mode: Mode,
+    pub public_url: Option<String>,
+    pub secret_labels: Vec<String>,
+    pub metrics: RouteMetrics,
+}
+
+/// Exact paths first, then the longest matching prefix.
+pub struct RouteTable {
+    exact: HashMap<String, Arc<Route>>,
+    /// Sorted longest prefix first.
+    prefixes: Vec<Arc<Route>>,
+    all: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn build(config: &Config, metrics: &Metrics) -> Result<Self, ConfigError> {
+        let mut exact = HashMap::new();
+        let mut prefixes = Vec::new();
+        let mut all = Vec::new();
+        for rc in &config.routes {
+            let route = Arc::new(build_route(config, rc, metrics)?);
+            match &route.pattern {
+                PathPattern::Exact(p) => {
+                    exact.insert(p.clone(), Arc::clone(&route));
+                }
+                PathPattern::Prefix(_) => prefixes.push(Arc::clone(&route)),
+            }
+            all.push(route);
+        }
+        prefixes.sort_by_key(|r: &Arc<Route>| std::cmp::Reverse(prefix_len(&r.pattern)));
+        Ok(RouteTable {
+            exact,
+            prefixes,
+            all,
+        })
+    }
+
+    /// The route for a request path (without query).
+    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
+        self.exact.get(path).or_else(|| {
+            self.prefixes.iter().find(|r| match &r.pattern {
+                PathPattern::Prefix(p) => path.starts_with(p.as_str()),
+                PathPattern::Exact(_) => false,
+            })
+        })
+    }
+
+    /// Routes in configuration order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.all
+    }
+}
+
+fn prefix_len(p: &PathPattern) -> usize {
+    match p {
+        PathPattern::Prefix(p) | PathPattern::Exact(p) => p.len(),
+    }
+}
+
+fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<Route, ConfigError> {
+    let err = |field: &str, msg: String| {
+        ConfigError::new(&config.source, format!("routes[{}].{field}", rc.index), msg)
+    };
+    let scheme = providers::builtin(&rc.provider).ok_or_else(|| {
+        err(
+            "provider",
+            format!(
+                "unknown provider {:?} (known: {})",
+                rc.provider,
+                providers::NAMES.join(", ")
+            ),
+        )
+    })?;
+    if let Some(extra) = &rc.scheme {
+        let keys: Vec<&str> = extra.keys().map(String::as_str).collect();
+        return Err(err(
+            keys.first().copied().unwrap_or("?"),
+            format!("unknown field for provider {:?}", rc.provider),
+        ));
+    }
+    if rc.tolerance.is_some() && !scheme.has_timestamp() {
+        return Err(err(
+            "tolerance",
+            format!(
+                "provider {:?} signs no timestamp, so a tolerance would protect nothing: remove it",
+                rc.provider
+            ),
+        ));
+    }
+    let secrets: Vec<&[u8]> = rc.secrets.iter().map(|s| s.expose()).collect();
+    let verifier = Verifier::new(scheme, &secrets, rc.tolerance).map_err(|(i, e)| {
+        err(
+            &format!("secrets[{i}]"),
+            format!("secret from {} {}", rc.secrets[i].source, e.0),
+        )
+    })?;
+    let secret_labels: Vec<String> = rc.secrets.iter().map(|s| s.label.clone()).collect();
+    Ok(Route {
+        name: rc.name.clone(),
+        pattern: rc.path.clone(),
+        provider: rc.provider.clone(),
+        metrics: metrics.route(&rc.name, &secret_labels),
+        verifier,
+        methods: rc.methods.clone(),
+        mode: rc.mode,
+        public_url: rc.public_url.clone(),
+        secret_labels,
+    })
+}
