@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# deploy/check.sh: validates everything under deploy/ offline (no cluster, no Docker): Kubernetes schemas,
+# CRD objects, the pod's wiring, `hookgate check` on the ConfigMap's hookgate.toml, the PromQL of the
+# alerts and the dashboard against a live /metrics scrape of the real binary, the dashboard JSON and the
+# Dockerfile. Quiet on success apart from one line per section; exits non-zero on any failure.
+#
+#   deploy/check.sh [--metrics FILE] [--no-live] [-v] [--keep]
+#     --metrics FILE  check metric names against this /metrics scrape instead of running the gateway
+#     --no-live       do not run the gateway; metric names are checked against DESIGN §5 only
+#   HOOKGATE_BIN      the hookgate binary (default: target/release/hookgate, else target/debug/hookgate)
+#   HOOKGATE_K8S_VERSIONS  Kubernetes versions to validate against (default "1.30.0,latest")
+#
+# Needs python3 (3.11+) with venv, openssl, and the Python packages in deploy/requirements-check.txt
+# (installed once into a venv under $TMPDIR; set HOOKGATE_CHECK_VENV to choose where).
+# Uses `kubectl kustomize` when kubectl is installed, else a built-in renderer for the same subset.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "deploy/check.sh: needs Python 3.11+ (tomllib) as \$PYTHON or python3" >&2
+    exit 1
+fi
+command -v openssl >/dev/null || { echo "deploy/check.sh: needs openssl (apt-get install openssl)" >&2; exit 1; }
+
+# The venv is keyed on the requirements, so a changed pin gets a fresh one; reruns reuse it.
+req=deploy/requirements-check.txt
+key=$( (cat "$req"; "$python" -V) | sha256sum | cut -c1-12)
+venv=${HOOKGATE_CHECK_VENV:-${TMPDIR:-/tmp}/hookgate-deploy-check-$key}
+if ! "$venv/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    # Optional: a real PromQL parser (a binary wheel). Without it the expressions are only scanned.
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'promql-parser==0.12.0' 2>/dev/null \
+        || echo "note: promql-parser did not install; PromQL will be scanned, not parsed" >&2
+fi
+
+bin=${HOOKGATE_BIN:-}
+if [[ -z $bin ]]; then
+    target=${CARGO_TARGET_DIR:-target}
+    for b in "$target/release/hookgate" "$target/debug/hookgate"; do
+        if [[ -x $b ]]; then bin=$b; break; fi
+    done
+    bin=${bin:-$target/release/hookgate}
+fi
+[[ $bin == /* ]] || bin=$root/$bin
+
+exec "$venv/bin/python" deploy/check_deploy.py --root "$root" --hookgate "$bin" "$@"
