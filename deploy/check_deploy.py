@@ -78,7 +78,7 @@ LABEL_VALUES = {
     "outcome": {"forwarded", "rejected", "duplicate", "upstream_error"},
     "class": {"2xx", "3xx", "4xx", "5xx"},
     "result": {"success", "failure"},
-    "reason": {"no_route", "method_not_allowed", "body_too_large", "timeout", "missing_signature",
+    "reason": {"no_route", "method_not_allowed", "body_too_large", "timeout", "bad_request", "missing_signature",
                "invalid_signature", "stale_timestamp", "in_flight", "upstream_unavailable",
                "upstream_timeout", "replay_store_unavailable", "overloaded"},
 }
@@ -882,6 +882,7 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
     proc = subprocess.Popen([str(hookgate), "--log-format", "json", "run", "--config", str(live)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     scrape = None
+    statuses: list[tuple[str, str, int, int]] = []
     try:
         def get(path: str) -> tuple[int, str]:
             c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
@@ -921,10 +922,13 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
                 r = c.getresponse()
                 r.read()
                 return r.status
+            except (OSError, http.client.HTTPException) as e:
+                errors.append(f"POST {path} over {'TLS' if tls else 'plain HTTP'}: {e}")
+                return -1
             finally:
                 c.close()
 
-        statuses = []
+        errors: list[str] = []
         for i, r in enumerate(cfg["routes"]):
             name = r.get("name") or r["path"]
             key = keys.get(name)
@@ -941,8 +945,10 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
                 b2 = json.dumps({"n": i, "x": word.decode()}).encode()
                 statuses.append((name, word.decode(), post(path, b2, _sign(r["provider"], key, b2, f"msg_{word.decode()}_{i}")), want))
         statuses.append(("unmatched", "no route", post("/no/such/route", b"{}", {}), 404))
+        for e in sorted(set(errors))[:5]:
+            rep.fail(e)
         for name, what, got, want in statuses:
-            if got != want:
+            if got != want and got != -1:
                 rep.fail(f"{name}: {what} webhook answered {got}, expected {want}")
         if tls:  # plain HTTP to the TLS port: a handshake error
             with socket.create_connection(("127.0.0.1", listen_port), timeout=5) as s:
@@ -951,26 +957,38 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
                     s.recv(100)
                 except OSError:
                     pass
-        # A good reload, then a bad one (the old config keeps serving).
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
-        live.write_text(text.replace("[upstream]\n", "[upstream]\ntimout = \"1s\"\n", 1), encoding="utf-8")
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(1.0)
-        live.write_text(text, encoding="utf-8")
-        time.sleep(0.5)
         status, scrape = get("/metrics")
         if status != 200:
             rep.fail(f"/metrics answered {status}")
             scrape = None
+        # A good reload, then a bad one (the old config keeps serving), so the reload counter has both.
+        for bad in (False, True):
+            if bad:
+                live.write_text(text.replace("[upstream]\n", "[upstream]\ntimout = \"1s\"\n", 1), encoding="utf-8")
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(1.0)
+            if proc.poll() is not None:
+                rep.fail(f"hookgate exited ({proc.returncode}) on SIGHUP instead of reloading "
+                         f"({'bad' if bad else 'unchanged'} config)")
+                break
+        live.write_text(text, encoding="utf-8")
+        if proc.poll() is None:
+            status, after = get("/metrics")
+            if status == 200:
+                scrape = after
+            else:
+                rep.fail(f"/metrics answered {status} after the reloads")
         (tmp / "metrics.txt").write_text(scrape or "", encoding="utf-8")
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(timeout=15)
             if code != 0:
                 rep.note(f"hookgate exited {code} after SIGTERM")
         except subprocess.TimeoutExpired:
             rep.fail("hookgate did not exit within shutdown_grace (3 s here) + 12 s after SIGTERM")
+    except Exception as e:  # a harness failure is a failed check, never a traceback
+        rep.fail(f"live scrape aborted: {type(e).__name__}: {e}")
     finally:
         if proc.poll() is None:
             proc.kill()
