@@ -1318,13 +1318,14 @@ def check_dockerfile(root: Path, rep: Report) -> None:
         except tomllib.TOMLDecodeError as e:
             manifest = {}
             rep.fail(f"Cargo.toml: {e}")
-        for section in ("bench", "example", "test", "bin"):
+        # Declared targets must be in the context, or cargo refuses the manifest.
+        for section, d in (("bench", "benches"), ("example", "examples"), ("test", "tests"), ("bin", "src/bin")):
             for t in manifest.get(section, []):
                 if t.get("path"):
                     needed.append(t["path"])
-        for sec, d in (("bench", "benches"), ("example", "examples"), ("test", "tests")):
-            if manifest.get(sec) and (root / d).is_dir():
-                needed.append(d)
+                elif t.get("name"):
+                    needed.append(f"{d}/{t['name']}.rs" if (root / d / f"{t['name']}.rs").exists()
+                                  else f"{d}/{t['name']}/main.rs")
         for member in manifest.get("workspace", {}).get("members", []):
             needed.append(member)
     else:
