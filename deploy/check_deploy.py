@@ -842,6 +842,16 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def sample_sum(scrape: str, name: str, labels: dict[str, str]) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for m in re.finditer(rf"^{re.escape(name)}(?:\{{(.*)\}})?\s+(\S+)", scrape, re.M):
+        pairs = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
+        if all(pairs.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -968,8 +978,8 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
             proc.send_signal(signal.SIGHUP)
             time.sleep(1.0)
             if proc.poll() is not None:
-                rep.fail(f"hookgate exited ({proc.returncode}) on SIGHUP instead of reloading "
-                         f"({'bad' if bad else 'unchanged'} config)")
+                how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited {proc.returncode}"
+                rep.fail(f"hookgate {how} on SIGHUP instead of reloading ({'bad' if bad else 'unchanged'} config)")
                 break
         live.write_text(text, encoding="utf-8")
         if proc.poll() is None:
@@ -979,6 +989,28 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
             else:
                 rep.fail(f"/metrics answered {status} after the reloads")
         (tmp / "metrics.txt").write_text(scrape or "", encoding="utf-8")
+        # The series the alerts key on really move when their situation happens.
+        if scrape and not errors:
+            expect = [("hookgate_requests_total", {"outcome": "forwarded"}),
+                      ("hookgate_requests_total", {"outcome": "duplicate"}),
+                      ("hookgate_requests_total", {"outcome": "rejected"}),
+                      ("hookgate_requests_total", {"outcome": "upstream_error"}),
+                      ("hookgate_rejections_total", {"reason": "invalid_signature"}),
+                      ("hookgate_rejections_total", {"reason": "no_route", "route": "unmatched"}),
+                      ("hookgate_upstream_responses_total", {"class": "2xx"}),
+                      ("hookgate_upstream_responses_total", {"class": "5xx"}),
+                      ("hookgate_secret_matches_total", {"secret": "0"}),
+                      ("hookgate_request_duration_seconds_count", {}),
+                      ("hookgate_upstream_duration_seconds_count", {})]
+            if tls:
+                expect.append(("hookgate_tls_handshake_errors_total", {}))
+            if proc.poll() is None:
+                expect += [("hookgate_config_reloads_total", {"result": "success"}),
+                           ("hookgate_config_reloads_total", {"result": "failure"})]
+            for name, labels in expect:
+                if sample_sum(scrape, name, labels) <= 0:
+                    sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
+                    rep.fail(f"{name}{{{sel}}} did not count what the live traffic did")
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
@@ -997,8 +1029,8 @@ def live_scrape(hookgate: Path, cfg_path: Path, keys: dict[str, bytes], tmp: Pat
         server.server_close()
         log.close()
     n = len(set(re.findall(r"^# TYPE (\S+)", scrape or "", re.M)))
-    rep.done(f"real gateway on loopback: {len(statuses)} webhooks, a plain-HTTP handshake, two reloads; "
-             f"/metrics has {n} metric families")
+    rep.done(f"real gateway on loopback{' with TLS' if tls else ''}: {len(statuses)} webhooks"
+             f"{', a plain-HTTP handshake' if tls else ''}, two reloads, SIGTERM; /metrics has {n} metric families")
     return scrape
 
 
