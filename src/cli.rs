@@ -57,7 +57,13 @@ const EXIT_CONFIG: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo prints a table: keep the gateway's per-request log lines out of it unless asked.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
@@ -65,9 +71,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: Option<LogFormat>) {
+fn init_logging(format: Option<LogFormat>, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let format = format.unwrap_or(if std::io::stderr().is_terminal() {
         LogFormat::Text
     } else {
