@@ -7,10 +7,11 @@
 #   deploy/check.sh [--metrics FILE] [--no-live] [-v] [--keep]
 #     --metrics FILE  check metric names against this /metrics scrape instead of running the gateway
 #     --no-live       do not run the gateway; metric names are checked against DESIGN §5 only
+#     --no-promtool   do not fail when promtool is missing (the rules are then only parsed in Python)
 #   HOOKGATE_BIN      the hookgate binary (default: target/release/hookgate, else target/debug/hookgate)
 #   HOOKGATE_K8S_VERSIONS  Kubernetes versions to validate against (default "1.30.0,latest")
 #
-# Needs python3 (3.11+) with venv, openssl, and the Python packages in deploy/requirements-check.txt
+# Needs python3 (3.11+) with venv, openssl, promtool, and the Python packages in deploy/requirements-check.txt
 # (installed once into a venv under $TMPDIR; set HOOKGATE_CHECK_VENV to choose where).
 # Uses `kubectl kustomize` when kubectl is installed, else a built-in renderer for the same subset.
 set -euo pipefail
@@ -24,6 +25,17 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
     exit 1
 fi
 command -v openssl >/dev/null || { echo "deploy/check.sh: needs openssl (apt-get install openssl)" >&2; exit 1; }
+
+# promtool (Debian's package "prometheus") checks the rules with Prometheus' own parser and runs the
+# alert unit tests. In CI (CI set, running as root) it is installed when missing; elsewhere install it
+# yourself or pass --no-promtool.
+if ! command -v promtool >/dev/null && [[ -n ${CI:-} && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "installing promtool (Debian package prometheus)..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+        || echo "deploy/check.sh: could not install promtool" >&2
+fi
 
 # The venv is keyed on the requirements, so a changed pin gets a fresh one; reruns reuse it.
 req=deploy/requirements-check.txt

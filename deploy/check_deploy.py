@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import fnmatch
 import hashlib
 import hmac
@@ -135,6 +136,11 @@ MINI_KEYS = {"apiVersion", "kind", "resources", "components", "configMapGenerato
 def load_yaml_docs(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def manifest_files(d: Path) -> list[Path]:
+    """YAML files under d that are Kubernetes objects or kustomizations (promtool tests are not)."""
+    return [p for p in sorted(d.rglob("*.y*ml")) if not p.name.endswith((".test.yaml", ".test.yml"))]
 
 
 def find_kustomization(d: Path) -> Path:
@@ -373,7 +379,7 @@ def check_render(root: Path, rep: Report) -> dict[str, list[dict]]:
         except Exception as e:
             rep.fail(f"{rel}: {e}")
     for yd in YAML_DIRS:
-        for p in sorted((root / yd).rglob("*.y*ml")):
+        for p in manifest_files(root / yd):
             if p.resolve() not in listed:
                 rep.fail(f"{p.relative_to(root)}: not listed in any kustomization, so never applied or checked")
             else:
@@ -398,7 +404,7 @@ def check_schemas(root: Path, rendered: dict[str, list[dict]], versions: list[st
     for rel, objs in rendered.items():
         items += [(f"{rel} (rendered)", o) for o in objs]
     for yd in YAML_DIRS:
-        for p in sorted((root / yd).rglob("*.y*ml")):
+        for p in manifest_files(root / yd):
             if p.name.startswith("kustomization"):
                 continue
             try:
@@ -1194,6 +1200,60 @@ def check_promql(root: Path, scrape: str | None, scrape_src: str, rep: Report) -
     rep.done(f"{len(exprs)} expressions {parsed}, {n_sel} selectors checked against {against}")
 
 
+def check_promtool(root: Path, tmp: Path, required: bool, rep: Report) -> None:
+    """Prometheus' own tool: the rules and the dashboard's queries parse and template as Prometheus
+    sees them, and the alert unit tests under deploy/prometheus/tests pass."""
+    rep.start("alert rules (promtool)")
+    promtool = shutil.which("promtool")
+    if not promtool:
+        if required:
+            rep.fail("promtool not found: apt-get install prometheus (Debian), or pass --no-promtool")
+        rep.done("not run (no promtool)")
+        return
+    d = tmp / "promtool"
+    d.mkdir(exist_ok=True)
+    groups = [g for doc in load_yaml_docs(root / RULES) for g in doc.get("spec", {}).get("groups", [])]
+    full = d / "full.rules.yaml"
+    full.write_text(yaml.safe_dump({"groups": groups}, width=10000), encoding="utf-8")
+    # The dashboard's queries as recording rules, so Prometheus' parser sees them too.
+    dash_rules = [{"record": f"hookgate:dashboard_query:{i}", "expr": e}
+                  for i, (where, e) in enumerate(collect_exprs(root, rep)) if not where.startswith("alert ")]
+    dash = d / "dashboard.rules.yaml"
+    dash.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": dash_rules}]}, width=10000),
+                    encoding="utf-8")
+    r = subprocess.run([promtool, "check", "rules", str(full), str(dash)], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        rep.fail(f"promtool check rules: {(r.stdout + r.stderr).strip()[-2000:]}")
+    # Unit tests compare labels only: annotations are prose, checked by `check rules` above.
+    bare = copy.deepcopy(groups)
+    for g in bare:
+        for rule in g.get("rules", []):
+            rule.pop("annotations", None)
+    (d / "hookgate.rules.yaml").write_text(yaml.safe_dump({"groups": bare}, width=10000), encoding="utf-8")
+    tests = sorted((root / "deploy/prometheus/tests").glob("*.test.yaml"))
+    for t in tests:
+        shutil.copy(t, d / t.name)
+    if not tests:
+        rep.fail("no alert unit tests in deploy/prometheus/tests")
+    else:
+        r = subprocess.run([promtool, "test", "rules", *[t.name for t in tests]], cwd=d, capture_output=True,
+                           text=True, timeout=300)
+        if r.returncode != 0:
+            rep.fail(f"promtool test rules: {(r.stdout + r.stderr).strip()[-3000:]}")
+    alerts = sum(1 for g in groups for rule in g.get("rules", []) if "alert" in rule)
+    tested = set()
+    for t in tests:
+        for case in (yaml.safe_load(t.read_text(encoding="utf-8")) or {}).get("tests", []):
+            for a in case.get("alert_rule_test", []):
+                if a.get("exp_alerts"):
+                    tested.add(a["alertname"])
+    untested = sorted({rule["alert"] for g in groups for rule in g.get("rules", []) if "alert" in rule} - tested)
+    if untested:
+        rep.fail(f"alerts never shown firing in deploy/prometheus/tests: {untested}")
+    rep.done(f"{alerts} alerts and {len(dash_rules)} dashboard queries pass `promtool check rules`; "
+             f"unit tests make every alert fire in its situation and stay quiet when healthy")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Dashboard and Dockerfile
 
@@ -1381,6 +1441,7 @@ def main() -> int:
     ap.add_argument("--no-live", action="store_true", help="do not run the gateway for a live scrape")
     ap.add_argument("--hookgate", type=Path, help="the hookgate binary")
     ap.add_argument("--k8s-versions", default=os.environ.get("HOOKGATE_K8S_VERSIONS", K8S_VERSIONS_DEFAULT))
+    ap.add_argument("--no-promtool", action="store_true", help="do not fail when promtool is missing")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (printed)")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
@@ -1405,6 +1466,7 @@ def main() -> int:
         elif not a.no_live and fixture is not None:
             scrape, src = live_scrape(a.hookgate, fixture[0], fixture[1], tmp, rep), "live scrape"
         check_promql(root, scrape, src, rep)
+        check_promtool(root, tmp, not a.no_promtool, rep)
         check_dashboard(root, rep)
         check_dockerfile(root, rep)
     finally:
