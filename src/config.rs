@@ -77,6 +77,17 @@ pub enum UpstreamTarget {
     Unix(PathBuf),
 }
 
+impl fmt::Display for UpstreamTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamTarget::Http { https, authority } => {
+                write!(f, "{}://{authority}", if *https { "https" } else { "http" })
+            }
+            UpstreamTarget::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub target: UpstreamTarget,

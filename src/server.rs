@@ -98,6 +98,8 @@ pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError>
         clock,
     ));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The admin port outlives the drain, so probes and scrapes see it through.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
 
     let admin_addr = match &config.admin {
         Some(a) => {
@@ -116,7 +118,7 @@ pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError>
                 store: Arc::clone(&store),
                 health: Arc::clone(&health),
             });
-            tokio::spawn(admin.serve(listener, shutdown_rx.clone()));
+            tokio::spawn(admin.serve(listener, admin_stop_rx));
             Some(bound)
         }
         None => None,
@@ -135,13 +137,19 @@ pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError>
     health.set_bound();
     tracing::info!(%addr, admin = ?admin_addr, routes = config.routes.len(), "hookgate listening");
 
-    let task = tokio::spawn(serve(
-        listener,
-        Arc::clone(&proxy),
-        connection_builder(&config.limits),
-        shutdown_rx,
-        config.limits.shutdown_grace,
-    ));
+    let task = tokio::spawn({
+        let serving = serve(
+            listener,
+            Arc::clone(&proxy),
+            connection_builder(&config.limits),
+            shutdown_rx,
+            config.limits.shutdown_grace,
+        );
+        async move {
+            serving.await;
+            let _ = admin_stop_tx.send(true);
+        }
+    });
     Ok(Running {
         addr,
         admin_addr,
