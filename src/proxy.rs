@@ -86,9 +86,8 @@ impl Proxy {
         let Ok(_permit) = self.inflight.try_acquire() else {
             return self.finish(Some(&route), End::Rejected(Reason::Overloaded), None, start);
         };
-        self.metrics.inflight.inc();
+        let _gauge = InflightGauge::new(&self.metrics.inflight);
         let (end, message_id) = self.pipeline(&runtime, &route, req, origin).await;
-        self.metrics.inflight.dec();
         self.finish(Some(&route), end, message_id.as_deref(), start)
     }
 
@@ -259,6 +258,23 @@ impl Proxy {
             "request"
         );
         response
+    }
+}
+
+/// Keeps `hookgate_inflight_requests` right even when a client hangs up and
+/// hyper drops the request future midway.
+struct InflightGauge<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InflightGauge<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        InflightGauge(gauge)
+    }
+}
+
+impl Drop for InflightGauge<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
