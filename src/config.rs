@@ -624,6 +624,16 @@ fn route(
         };
         let f = field(&format!("secrets[{j}]"));
         let secret = resolve_secret(&spec, label, path, env, &f, warnings)?;
+        if secret.expose().starts_with(b"whsec_") && !takes_whsec(&rr.provider, &rr.rest) {
+            warnings.push(Warning {
+                field: f,
+                message: format!(
+                    "a whsec_ secret (Svix / Standard Webhooks format) on a {:?} route: \
+                     if the sender is Svix, use provider = \"svix\" (its key is base64-decoded)",
+                    rr.provider
+                ),
+            });
+        }
         secrets.push(secret);
     }
 
@@ -682,6 +692,16 @@ fn route(
             Some(rr.rest)
         },
     })
+}
+
+/// Providers whose secrets legitimately start with `whsec_`: Svix and
+/// Standard Webhooks (base64 key), Stripe (the whole string is the key).
+fn takes_whsec(provider: &str, rest: &toml::Table) -> bool {
+    match provider {
+        "svix" | "standard-webhooks" | "stripe" => true,
+        "hmac" => rest.get("key_encoding").and_then(toml::Value::as_str) == Some("whsec"),
+        _ => false,
+    }
 }
 
 fn resolve_secret(
@@ -950,5 +970,19 @@ secrets = ["env:LEVERS"]
         let c = parse_with(&text, &[]).unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert_eq!(c.warnings[0].field, "routes[0].secrets[0]");
+    }
+
+    #[test]
+    fn whsec_secret_on_a_non_svix_route_warns() {
+        let env = [("LEVERS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
+        for (provider, warns) in [("svix", false), ("stripe", false), ("github", true)] {
+            let text = BASE.replace("\"svix\"", &format!("{provider:?}"));
+            let c = parse_with(&text, &env).unwrap();
+            assert_eq!(c.warnings.len(), usize::from(warns), "{provider}");
+            if warns {
+                assert_eq!(c.warnings[0].field, "routes[0].secrets[0]");
+                assert!(c.warnings[0].message.contains("whsec_"));
+            }
+        }
     }
 }

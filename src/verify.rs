@@ -6,9 +6,17 @@
 //! only way to obtain a `Verified`, and `Verified` is what forwarding takes:
 //! an unverified request cannot be forwarded because that does not compile.
 //!
+//! The few providers that do not fit "HMAC over a template" are variants of
+//! the same engine, not separate verifiers: a shared token compared in
+//! constant time (`Algorithm::Token`, GitLab), Ed25519 public keys chosen by
+//! the secret's `whpk_` prefix (Standard Webhooks / Svix `v1a`), a timestamp
+//! read from the signed JSON body (`TimestampSource::JsonBody`, Linear), and
+//! Twilio's URL + sorted form parameters (`Part::UrlAnyPort`, `Part::FormParams`).
+//!
 //! Verification reads no clock (`now` is passed in), works over the raw bytes
 //! received, and compares MACs in constant time.
 
+pub mod generic;
 pub mod providers;
 
 use std::fmt;
@@ -16,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, Method};
 use sha2::{Digest, Sha256, Sha512};
@@ -52,7 +61,8 @@ impl Verified {
     }
 
     /// What the replay store deduplicates on: the signed id where the provider
-    /// signs one, otherwise a hash of the signature itself.
+    /// signs one, otherwise a hash of the signature itself, mixed with the
+    /// provider's (unsigned) id header when it sends one.
     pub fn replay_id(&self) -> &[u8; 32] {
         &self.replay_id
     }
@@ -63,6 +73,9 @@ pub enum Algorithm {
     Sha256,
     Sha512,
     Sha1,
+    /// No MAC: the header carries the shared secret itself (GitLab), compared
+    /// in constant time (as SHA-256 digests, so the length does not leak either).
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +91,9 @@ pub enum KeyEncoding {
     Utf8,
     Base64,
     Hex,
-    /// Svix / Standard Webhooks: base64 after an optional `whsec_` prefix.
+    /// Svix / Standard Webhooks: base64 after an optional `whsec_` prefix; a
+    /// `whpk_` (public) or `whsk_` (signing) prefix selects an Ed25519 key for
+    /// the scheme's asymmetric (`v1a`) entries instead.
     Whsec,
 }
 
@@ -87,8 +102,12 @@ pub enum SignatureFormat {
     /// The whole header value after an optional prefix (`sha256=`, `v0=`).
     Plain { prefix: String },
     /// Space-separated `version,signature` entries (Svix, Standard Webhooks):
-    /// only entries of `version` count; others are ignored, malformed ones skipped.
-    Versioned { version: String },
+    /// only entries of `version` count for HMAC keys, and of `asymmetric`
+    /// (`v1a`) for Ed25519 keys; others are ignored, malformed ones skipped.
+    Versioned {
+        version: String,
+        asymmetric: Option<String>,
+    },
     /// `key=value` pairs split by `separator` (Stripe `t=…,v1=…`, Paddle `ts=…;h1=…`):
     /// every pair named `key` is a candidate.
     Params { separator: char, key: String },
@@ -99,6 +118,9 @@ pub enum TimestampSource {
     Header(HeaderName),
     /// A pair inside the signature header (`t` for Stripe, `ts` for Paddle).
     Param(String),
+    /// A top-level integer field of the JSON body (Linear `webhookTimestamp`):
+    /// signed because the body is.
+    JsonBody(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,8 +150,17 @@ pub enum Part {
     Id,
     Timestamp,
     Body,
-    Url,
     Method,
+    /// The URL the provider called: route `public_url` + `?` + the query received.
+    Url,
+    /// Twilio: the URL, tried both without its port and with it (the default
+    /// port added when absent), as Twilio's own validators do.
+    UrlAnyPort,
+    /// Twilio: the form parameters of the body sorted by name then value, each
+    /// written as name followed by value. When the URL's query carries
+    /// `bodySHA256` (JSON bodies), this is empty and the body's SHA-256 must
+    /// equal that parameter instead.
+    FormParams,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +177,8 @@ pub struct Scheme {
 }
 
 impl Scheme {
-    /// Checks the scheme is coherent: the template only uses what the scheme provides.
+    /// Checks the scheme is coherent: the template only uses what the scheme
+    /// provides, covers the body, and a timestamp is only accepted if signed.
     pub fn validate(&self) -> Result<(), String> {
         for part in &self.signed {
             match part {
@@ -162,19 +194,34 @@ impl Scheme {
                 _ => {}
             }
         }
-        if let Some(ts) = &self.timestamp {
-            if !self.signed.contains(&Part::Timestamp) {
-                return Err(
-                    "the timestamp is not part of the signed template, so it proves nothing".into(),
-                );
+        if self.algorithm == Algorithm::Token {
+            if self.timestamp.is_some() || !self.signed.is_empty() {
+                return Err("a token scheme signs nothing: no template, no timestamp".into());
             }
-            if let TimestampSource::Param(_) = ts.source {
-                if !matches!(self.format, SignatureFormat::Params { .. }) {
+            return Ok(());
+        }
+        if let Some(ts) = &self.timestamp {
+            match &ts.source {
+                TimestampSource::Header(_) | TimestampSource::Param(_)
+                    if !self.signed.contains(&Part::Timestamp) =>
+                {
+                    return Err(
+                        "the timestamp is not part of the signed template, so it proves nothing"
+                            .into(),
+                    );
+                }
+                TimestampSource::Param(_)
+                    if !matches!(self.format, SignatureFormat::Params { .. }) =>
+                {
                     return Err("a timestamp parameter needs a key=value signature format".into());
                 }
+                TimestampSource::JsonBody(_) if !self.signed.contains(&Part::Body) => {
+                    return Err("a timestamp in the body needs {body} in the template".into());
+                }
+                _ => {}
             }
         }
-        if !self.signed.contains(&Part::Body) {
+        if !self.signed.contains(&Part::Body) && !self.signed.contains(&Part::FormParams) {
             return Err("the signed template must include {body}".into());
         }
         Ok(())
@@ -183,6 +230,11 @@ impl Scheme {
     /// Whether a timestamp window applies (and so `tolerance` means something).
     pub fn has_timestamp(&self) -> bool {
         self.timestamp.is_some()
+    }
+
+    /// Whether the signed bytes include the URL (the route then needs `public_url`).
+    pub fn signs_url(&self) -> bool {
+        self.signed.contains(&Part::Url) || self.signed.contains(&Part::UrlAnyPort)
     }
 }
 
@@ -195,9 +247,10 @@ enum PreparedMac {
 }
 
 impl PreparedMac {
-    fn new(algorithm: Algorithm, key: &[u8]) -> Self {
+    /// `None` for `Algorithm::Token`, which has no MAC.
+    fn new(algorithm: Algorithm, key: &[u8]) -> Option<Self> {
         // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
-        match algorithm {
+        Some(match algorithm {
             Algorithm::Sha256 => PreparedMac::Sha256(
                 <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!()),
             ),
@@ -207,7 +260,8 @@ impl PreparedMac {
             Algorithm::Sha1 => PreparedMac::Sha1(
                 <Hmac<sha1::Sha1> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!()),
             ),
-        }
+            Algorithm::Token => return None,
+        })
     }
 
     fn update(&mut self, bytes: &[u8]) {
@@ -219,27 +273,28 @@ impl PreparedMac {
     }
 
     fn finalize(self) -> Tag {
-        let mut tag = Tag {
-            bytes: [0; 64],
-            len: 0,
-        };
-        let out = match self {
-            PreparedMac::Sha256(m) => m.finalize().into_bytes().to_vec(),
-            PreparedMac::Sha512(m) => m.finalize().into_bytes().to_vec(),
-            PreparedMac::Sha1(m) => m.finalize().into_bytes().to_vec(),
-        };
-        tag.len = out.len();
-        tag.bytes[..out.len()].copy_from_slice(&out);
-        tag
+        match self {
+            PreparedMac::Sha256(m) => Tag::new(&m.finalize().into_bytes()),
+            PreparedMac::Sha512(m) => Tag::new(&m.finalize().into_bytes()),
+            PreparedMac::Sha1(m) => Tag::new(&m.finalize().into_bytes()),
+        }
     }
 }
 
+/// A MAC, an Ed25519 signature or a digest: at most 64 bytes, no allocation.
 struct Tag {
     bytes: [u8; 64],
     len: usize,
 }
 
 impl Tag {
+    fn new(out: &[u8]) -> Self {
+        let len = out.len().min(64);
+        let mut bytes = [0; 64];
+        bytes[..len].copy_from_slice(&out[..len]);
+        Tag { bytes, len }
+    }
+
     fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
@@ -247,8 +302,15 @@ impl Tag {
 
 /// A key derived from one configured secret. Never printed.
 #[derive(Clone)]
-struct Key {
-    mac: PreparedMac,
+enum Key {
+    Mac(PreparedMac),
+    /// The token itself (for `sign`) and its SHA-256 (what is compared).
+    Token { token: Vec<u8>, digest: [u8; 32] },
+    /// A `whpk_` public key verifies only; a `whsk_` signing key can also sign.
+    Ed25519 {
+        public: VerifyingKey,
+        signing: Option<Box<SigningKey>>,
+    },
 }
 
 impl fmt::Debug for Key {
@@ -291,6 +353,40 @@ pub struct Verifier {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError(pub String);
 
+/// Why `Verifier::try_sign` cannot sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignError(pub String);
+
+impl fmt::Display for SignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The bytes the template's parts stand for, in one request or message.
+struct Fields<'a> {
+    id: &'a [u8],
+    timestamp: &'a [u8],
+    body: &'a [u8],
+    method: &'a [u8],
+    form: &'a [u8],
+}
+
+/// Feeds the signed bytes, part by part, to `out` (a MAC, or a buffer for Ed25519).
+fn feed(parts: &[Part], f: &Fields<'_>, url: &str, out: &mut impl FnMut(&[u8])) {
+    for part in parts {
+        match part {
+            Part::Text(t) => out(t.as_bytes()),
+            Part::Id => out(f.id),
+            Part::Timestamp => out(f.timestamp),
+            Part::Body => out(f.body),
+            Part::Url | Part::UrlAnyPort => out(url.as_bytes()),
+            Part::Method => out(f.method),
+            Part::FormParams => out(f.form),
+        }
+    }
+}
+
 impl Verifier {
     /// Derives one key per secret. `tolerance` of `None` takes the scheme's default.
     pub fn new(
@@ -301,13 +397,7 @@ impl Verifier {
         let keys = secrets
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                decode_key(scheme.key_encoding, s)
-                    .map(|bytes| Key {
-                        mac: PreparedMac::new(scheme.algorithm, &bytes),
-                    })
-                    .map_err(|e| (i, e))
-            })
+            .map(|(i, s)| derive_key(&scheme, s).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>()?;
         let tolerance = tolerance
             .or(scheme.default_tolerance)
@@ -321,6 +411,11 @@ impl Verifier {
 
     pub fn scheme(&self) -> &Scheme {
         &self.scheme
+    }
+
+    /// The timestamp window in force (the route's `tolerance` or the provider's default).
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
     }
 
     /// Verifies `input` at time `now`.
@@ -337,54 +432,44 @@ impl Verifier {
             None => None,
         };
 
-        let timestamp = match &scheme.timestamp {
-            None => None,
+        let json_ts;
+        let timestamp: &[u8] = match &scheme.timestamp {
+            None => &[],
             Some(spec) => {
                 let text = match &spec.source {
                     TimestampSource::Header(name) => header(input.headers, name),
                     TimestampSource::Param(key) => param(raw, &scheme.format, key),
+                    TimestampSource::JsonBody(field) => {
+                        json_ts = json_timestamp(input.body, field)?;
+                        Some(json_ts.as_bytes())
+                    }
                 }
                 .ok_or(Rejection::MissingSignature)?;
                 check_timestamp(text, spec.unit, self.tolerance, now)?;
-                Some(text)
+                text
             }
         };
 
-        let candidates = candidates(raw, &scheme.format, scheme.encoding);
-        if candidates.is_empty() {
-            return Err(Rejection::InvalidSignature);
-        }
+        let url = scheme.signs_url().then(|| signed_url(input));
+        let urls: Vec<String> = match &url {
+            Some(u) if scheme.signed.contains(&Part::UrlAnyPort) => port_variants(u),
+            Some(u) => vec![u.clone()],
+            None => vec![String::new()],
+        };
+        let form = if scheme.signed.contains(&Part::FormParams) {
+            form_params(url.as_deref().unwrap_or(""), input.body)?
+        } else {
+            Vec::new()
+        };
+        let fields = Fields {
+            id: id.unwrap_or(&[]),
+            timestamp,
+            body: input.body,
+            method: input.method.as_str().as_bytes(),
+            form: &form,
+        };
 
-        let url = scheme
-            .signed
-            .contains(&Part::Url)
-            .then(|| signed_url(input));
-
-        let mut matched = None;
-        for (i, key) in self.keys.iter().enumerate() {
-            let mut mac = key.mac.clone();
-            for part in &scheme.signed {
-                match part {
-                    Part::Text(t) => mac.update(t.as_bytes()),
-                    Part::Id => mac.update(id.unwrap_or(&[])),
-                    Part::Timestamp => mac.update(timestamp.unwrap_or(&[])),
-                    Part::Body => mac.update(input.body),
-                    Part::Url => mac.update(url.as_deref().unwrap_or("").as_bytes()),
-                    Part::Method => mac.update(input.method.as_str().as_bytes()),
-                }
-            }
-            let tag = mac.finalize();
-            // Every candidate is compared (no early exit inside the comparison);
-            // `ct_eq` is constant-time for equal lengths and false otherwise.
-            let hit = candidates.iter().fold(subtle::Choice::from(0), |acc, c| {
-                acc | tag.as_slice().ct_eq(c.as_slice())
-            });
-            if bool::from(hit) {
-                matched = Some((i, tag));
-                break;
-            }
-        }
-        let (secret_index, tag) = matched.ok_or(Rejection::InvalidSignature)?;
+        let (secret_index, tag) = self.match_key(raw, &fields, &urls)?;
 
         let signed_id = scheme.id.as_ref().is_some_and(|s| s.signed);
         let replay_id: [u8; 32] = match id {
@@ -393,11 +478,18 @@ impl Verifier {
                 .chain_update(id)
                 .finalize()
                 .into(),
-            _ => Sha256::new()
-                .chain_update(b"sig\0")
-                .chain_update(tag.as_slice())
-                .finalize()
-                .into(),
+            _ => {
+                // An unsigned id header alone could be rewritten by anyone; the
+                // signature alone would merge distinct deliveries of equal bytes.
+                let mut h = Sha256::new()
+                    .chain_update(b"sig\0")
+                    .chain_update(tag.as_slice());
+                if let Some(id) = id {
+                    h.update(b"\0id\0");
+                    h.update(id);
+                }
+                h.finalize().into()
+            }
         };
         Ok(Verified {
             secret_index,
@@ -406,9 +498,99 @@ impl Verifier {
         })
     }
 
-    /// The headers a provider would send for `body`, signed with secret `key_index`.
-    /// Used by `hookgate sign` and the demo; tests sign with the providers' own libraries.
+    /// The first key (in configuration order) that a signature entry matches,
+    /// with what deduplication hashes: the MAC, the Ed25519 signature, or for
+    /// a token (the same on every delivery) the body's digest.
+    fn match_key(
+        &self,
+        raw: &[u8],
+        fields: &Fields<'_>,
+        urls: &[String],
+    ) -> Result<(usize, Tag), Rejection> {
+        let scheme = &self.scheme;
+        let mac_candidates = candidates(raw, &scheme.format, scheme.encoding, false);
+        let asym_candidates = match &scheme.format {
+            SignatureFormat::Versioned {
+                asymmetric: Some(_),
+                ..
+            } => candidates(raw, &scheme.format, Encoding::Base64, true),
+            _ => Vec::new(),
+        };
+        let token_candidate = (scheme.algorithm == Algorithm::Token)
+            .then(|| token_digest(raw, &scheme.format))
+            .flatten();
+        if mac_candidates.is_empty() && asym_candidates.is_empty() && token_candidate.is_none() {
+            return Err(Rejection::InvalidSignature);
+        }
+        let mut message: Option<Vec<u8>> = None;
+        for (i, key) in self.keys.iter().enumerate() {
+            match key {
+                Key::Mac(prepared) => {
+                    for url in urls {
+                        let mut mac = prepared.clone();
+                        feed(&scheme.signed, fields, url, &mut |b| mac.update(b));
+                        let tag = mac.finalize();
+                        // Every candidate is compared (no early exit inside the
+                        // comparison); `ct_eq` is constant-time for equal lengths
+                        // and false otherwise.
+                        let hit = mac_candidates
+                            .iter()
+                            .fold(subtle::Choice::from(0), |acc, c| {
+                                acc | tag.as_slice().ct_eq(c.as_slice())
+                            });
+                        if bool::from(hit) {
+                            return Ok((i, tag));
+                        }
+                    }
+                }
+                Key::Token { digest, .. } => {
+                    if let Some(c) = &token_candidate {
+                        if bool::from(digest.ct_eq(c)) {
+                            return Ok((i, Tag::new(&Sha256::digest(fields.body))));
+                        }
+                    }
+                }
+                Key::Ed25519 { public, .. } => {
+                    if asym_candidates.is_empty() {
+                        continue;
+                    }
+                    // Ed25519 verifies a whole message, not a stream: built once.
+                    let msg = message.get_or_insert_with(|| {
+                        let mut buf = Vec::with_capacity(fields.body.len() + 64);
+                        let url = urls.first().map_or("", String::as_str);
+                        feed(&scheme.signed, fields, url, &mut |b| {
+                            buf.extend_from_slice(b)
+                        });
+                        buf
+                    });
+                    for c in &asym_candidates {
+                        let Ok(bytes) = <[u8; 64]>::try_from(c.as_slice()) else {
+                            continue;
+                        };
+                        let sig = ed25519_dalek::Signature::from_bytes(&bytes);
+                        if public.verify_strict(msg, &sig).is_ok() {
+                            return Ok((i, Tag::new(&bytes)));
+                        }
+                    }
+                }
+            }
+        }
+        Err(Rejection::InvalidSignature)
+    }
+
+    /// The headers a provider would send for `body`, signed with secret
+    /// `key_index`; empty when that key cannot sign (see `try_sign`).
+    /// Used by the demo and tests; tests also check against official vectors.
     pub fn sign(&self, key_index: usize, msg: &Message<'_>) -> Vec<(HeaderName, String)> {
+        self.try_sign(key_index, msg).unwrap_or_default()
+    }
+
+    /// The headers a provider would send for `body`, signed with secret `key_index`.
+    pub fn try_sign(
+        &self,
+        key_index: usize,
+        msg: &Message<'_>,
+    ) -> Result<Vec<(HeaderName, String)>, SignError> {
         let Message {
             body,
             id,
@@ -418,6 +600,10 @@ impl Verifier {
             public_url,
         } = *msg;
         let scheme = &self.scheme;
+        let key = self
+            .keys
+            .get(key_index)
+            .ok_or_else(|| SignError(format!("no secret at position {key_index}")))?;
         let ts = scheme.timestamp.as_ref().map(|spec| {
             let since = timestamp.duration_since(UNIX_EPOCH).unwrap_or_default();
             match spec.unit {
@@ -434,21 +620,65 @@ impl Verifier {
             public_url,
         };
         let url = signed_url(&input);
-        let Some(key) = self.keys.get(key_index) else {
-            return Vec::new();
+        let form = if scheme.signed.contains(&Part::FormParams) {
+            form_params(&url, body).map_err(|_| {
+                SignError("the URL's bodySHA256 parameter is not the body's SHA-256".into())
+            })?
+        } else {
+            Vec::new()
         };
-        let mut mac = key.mac.clone();
-        for part in &scheme.signed {
-            match part {
-                Part::Text(t) => mac.update(t.as_bytes()),
-                Part::Id => mac.update(id.as_bytes()),
-                Part::Timestamp => mac.update(ts.as_deref().unwrap_or("").as_bytes()),
-                Part::Body => mac.update(body),
-                Part::Url => mac.update(url.as_bytes()),
-                Part::Method => mac.update(method.as_str().as_bytes()),
+        let body_ts;
+        let ts_signed: &[u8] = match (&scheme.timestamp, &ts) {
+            (
+                Some(TimestampSpec {
+                    source: TimestampSource::JsonBody(field),
+                    ..
+                }),
+                _,
+            ) => {
+                body_ts = json_timestamp(body, field).map_err(|_| {
+                    SignError(format!(
+                        "this provider signs the timestamp inside the JSON body: the body needs a numeric top-level \"{field}\""
+                    ))
+                })?;
+                body_ts.as_bytes()
             }
-        }
-        let sig = encode(scheme.encoding, mac.finalize().as_slice());
+            (_, Some(ts)) => ts.as_bytes(),
+            (_, None) => &[],
+        };
+        let fields = Fields {
+            id: id.as_bytes(),
+            timestamp: ts_signed,
+            body,
+            method: method.as_str().as_bytes(),
+            form: &form,
+        };
+        let (sig, version) = match key {
+            Key::Mac(prepared) => {
+                let mut mac = prepared.clone();
+                feed(&scheme.signed, &fields, &url, &mut |b| mac.update(b));
+                (encode(scheme.encoding, mac.finalize().as_slice()), None)
+            }
+            Key::Token { token, .. } => (String::from_utf8_lossy(token).into_owned(), None),
+            Key::Ed25519 { signing, .. } => {
+                let signing = signing.as_ref().ok_or_else(|| {
+                    SignError(
+                        "a whpk_ public key can only verify: signing needs the whsk_ signing key"
+                            .into(),
+                    )
+                })?;
+                let mut buf = Vec::new();
+                feed(&scheme.signed, &fields, &url, &mut |b| {
+                    buf.extend_from_slice(b)
+                });
+                let sig = signing.sign(&buf);
+                let version = match &scheme.format {
+                    SignatureFormat::Versioned { asymmetric, .. } => asymmetric.clone(),
+                    _ => None,
+                };
+                (encode(Encoding::Base64, &sig.to_bytes()), version)
+            }
+        };
         let mut headers = Vec::new();
         let ts_param = match &scheme.timestamp {
             Some(TimestampSpec {
@@ -459,7 +689,9 @@ impl Verifier {
         };
         let value = match &scheme.format {
             SignatureFormat::Plain { prefix } => format!("{prefix}{sig}"),
-            SignatureFormat::Versioned { version } => format!("{version},{sig}"),
+            SignatureFormat::Versioned { version: v, .. } => {
+                format!("{},{sig}", version.as_deref().unwrap_or(v))
+            }
             SignatureFormat::Params { separator, key } => match (ts_param, &ts) {
                 (Some(tk), Some(ts)) => format!("{tk}={ts}{separator}{key}={sig}"),
                 _ => format!("{key}={sig}"),
@@ -479,7 +711,7 @@ impl Verifier {
             headers.push((name.clone(), ts.clone()));
         }
         headers.push((scheme.signature_header.clone(), value));
-        headers
+        Ok(headers)
     }
 }
 
@@ -503,28 +735,52 @@ fn param<'h>(raw: &'h [u8], format: &SignatureFormat, key: &str) -> Option<&'h [
     })
 }
 
+/// A top-level integer field of a JSON body, as decimal text. Absent (or a
+/// body that is not a JSON object) is a missing timestamp; anything but a
+/// non-negative integer is a malformed one.
+fn json_timestamp(body: &[u8], field: &str) -> Result<String, Rejection> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| Rejection::MissingSignature)?;
+    let v = value.get(field).ok_or(Rejection::MissingSignature)?;
+    v.as_u64()
+        .map(|n| n.to_string())
+        .ok_or(Rejection::StaleTimestamp)
+}
+
 /// The decoded signatures a header offers; malformed entries are skipped so that
-/// they cannot hide a later valid one.
-fn candidates(raw: &[u8], format: &SignatureFormat, encoding: Encoding) -> Vec<Vec<u8>> {
+/// they cannot hide a later valid one. `asymmetric` selects the `Versioned`
+/// format's asymmetric entries (`v1a`) instead of its HMAC ones.
+fn candidates(
+    raw: &[u8],
+    format: &SignatureFormat,
+    encoding: Encoding,
+    asymmetric: bool,
+) -> Vec<Vec<u8>> {
     let decode_one = |text: &[u8]| decode(encoding, text.trim_ascii());
     match format {
-        SignatureFormat::Plain { prefix } => {
-            let prefix = prefix.as_bytes();
-            let rest =
-                if raw.len() >= prefix.len() && raw[..prefix.len()].eq_ignore_ascii_case(prefix) {
-                    &raw[prefix.len()..]
-                } else {
-                    return Vec::new();
-                };
-            decode_one(rest).into_iter().collect()
-        }
-        SignatureFormat::Versioned { version } => raw
-            .split(|b| *b == b' ')
-            .filter_map(|entry| {
-                let comma = entry.iter().position(|b| *b == b',')?;
-                (&entry[..comma] == version.as_bytes()).then(|| decode_one(&entry[comma + 1..]))?
-            })
+        SignatureFormat::Plain { prefix } => strip_prefix(raw, prefix)
+            .and_then(decode_one)
+            .into_iter()
             .collect(),
+        SignatureFormat::Versioned {
+            version,
+            asymmetric: asym,
+        } => {
+            let wanted = if asymmetric {
+                match asym {
+                    Some(a) => a.as_bytes(),
+                    None => return Vec::new(),
+                }
+            } else {
+                version.as_bytes()
+            };
+            raw.split(|b| *b == b' ')
+                .filter_map(|entry| {
+                    let comma = entry.iter().position(|b| *b == b',')?;
+                    (&entry[..comma] == wanted).then(|| decode_one(&entry[comma + 1..]))?
+                })
+                .collect()
+        }
         SignatureFormat::Params { separator, key } => {
             let Ok(sep) = u8::try_from(*separator) else {
                 return Vec::new();
@@ -538,6 +794,23 @@ fn candidates(raw: &[u8], format: &SignatureFormat, encoding: Encoding) -> Vec<V
                 .collect()
         }
     }
+}
+
+fn strip_prefix<'r>(raw: &'r [u8], prefix: &str) -> Option<&'r [u8]> {
+    let prefix = prefix.as_bytes();
+    (raw.len() >= prefix.len() && raw[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &raw[prefix.len()..])
+}
+
+/// A token header's SHA-256 (compared against the secret's, so that neither
+/// the content nor the length of the secret leaks through timing).
+fn token_digest(raw: &[u8], format: &SignatureFormat) -> Option<[u8; 32]> {
+    let rest = match format {
+        SignatureFormat::Plain { prefix } => strip_prefix(raw, prefix)?,
+        SignatureFormat::Versioned { .. } | SignatureFormat::Params { .. } => raw,
+    };
+    let rest = rest.trim_ascii();
+    (!rest.is_empty()).then(|| Sha256::digest(rest).into())
 }
 
 /// Digits only, then within `tolerance` of `now` in both directions (the boundary is accepted).
@@ -587,6 +860,65 @@ fn signed_url(input: &Input<'_>) -> String {
     }
 }
 
+/// Twilio signs the URL sometimes with, sometimes without the port; its own
+/// validators try the URL without any port and with one (the scheme's default
+/// added when absent). Returns those two forms.
+fn port_variants(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_string()];
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // The port is after the last ':' that is not inside an IPv6 literal.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let (host, port) = match authority[host_end..].rfind(':') {
+        Some(i) => (
+            &authority[..host_end + i],
+            Some(&authority[host_end + i + 1..]),
+        ),
+        None => (authority, None),
+    };
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        "443"
+    } else {
+        "80"
+    };
+    let with_port = format!("{scheme}://{host}:{}{tail}", port.unwrap_or(default));
+    let without_port = format!("{scheme}://{host}{tail}");
+    vec![without_port, with_port]
+}
+
+/// Twilio's signed parameters: for a form body, every `name` + `value` pair
+/// (decoded), names sorted, each name's distinct values sorted (as
+/// twilio-python does). When the URL carries `bodySHA256`, the body is not a
+/// form: its SHA-256 must equal that parameter, and no parameters are signed.
+fn form_params(url: &str, body: &[u8]) -> Result<Vec<u8>, Rejection> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let declared = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "bodySHA256")
+        .map(|(_, v)| v.into_owned());
+    if let Some(declared) = declared {
+        let actual = Sha256::digest(body);
+        let ok = hex::decode(declared.trim()).is_ok_and(|d| bool::from(d.ct_eq(&actual[..])));
+        return if ok {
+            Ok(Vec::new())
+        } else {
+            Err(Rejection::InvalidSignature)
+        };
+    }
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let mut out = Vec::with_capacity(body.len());
+    for (k, v) in &pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    Ok(out)
+}
+
 /// Ids are logged: keep them printable and bounded.
 fn printable_id(id: &[u8]) -> String {
     id.iter()
@@ -627,6 +959,79 @@ pub fn encode(encoding: Encoding, bytes: &[u8]) -> String {
         Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
         Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
     }
+}
+
+/// The key one secret stands for under `scheme`: an HMAC key, a token, or
+/// (for `whpk_`/`whsk_` secrets on a scheme with asymmetric entries) Ed25519.
+fn derive_key(scheme: &Scheme, secret: &[u8]) -> Result<Key, KeyError> {
+    if scheme.algorithm == Algorithm::Token {
+        let token = decode_key(scheme.key_encoding, secret)?;
+        let digest = Sha256::digest(&token).into();
+        return Ok(Key::Token { token, digest });
+    }
+    let ed25519 = scheme.key_encoding == KeyEncoding::Whsec
+        && (secret.starts_with(b"whpk_") || secret.starts_with(b"whsk_"));
+    if ed25519 {
+        if !matches!(
+            scheme.format,
+            SignatureFormat::Versioned {
+                asymmetric: Some(_),
+                ..
+            }
+        ) {
+            return Err(KeyError(
+                "is an Ed25519 key (whpk_/whsk_), but this scheme has no asymmetric signatures"
+                    .into(),
+            ));
+        }
+        return ed25519_key(secret);
+    }
+    let bytes = decode_key(scheme.key_encoding, secret)?;
+    // `derive_key` returned above for Token, the only algorithm without a MAC.
+    let mac = PreparedMac::new(scheme.algorithm, &bytes).unwrap_or_else(|| unreachable!());
+    Ok(Key::Mac(mac))
+}
+
+/// `whpk_` + base64(32-byte public key), or `whsk_` + base64(32-byte seed ||
+/// 32-byte public key) as Svix prints signing keys.
+fn ed25519_key(secret: &[u8]) -> Result<Key, KeyError> {
+    let bad = |what: &str| KeyError(format!("is not a valid Ed25519 {what}"));
+    if let Some(b64) = secret.strip_prefix(b"whpk_") {
+        let bytes = BASE64_LENIENT
+            .decode(b64)
+            .map_err(|_| bad("public key (whpk_ + base64)"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| bad("public key (32 bytes)"))?;
+        let public = VerifyingKey::from_bytes(&bytes).map_err(|_| bad("public key"))?;
+        return Ok(Key::Ed25519 {
+            public,
+            signing: None,
+        });
+    }
+    let b64 = secret.strip_prefix(b"whsk_").unwrap_or(secret);
+    let bytes = BASE64_LENIENT
+        .decode(b64)
+        .map_err(|_| bad("signing key (whsk_ + base64)"))?;
+    let signing = match bytes.len() {
+        64 => {
+            let arr: [u8; 64] = bytes
+                .try_into()
+                .map_err(|_| bad("signing key (64 bytes)"))?;
+            SigningKey::from_keypair_bytes(&arr).map_err(|_| bad("signing key pair"))?
+        }
+        32 => {
+            let arr: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| bad("signing key (32 bytes)"))?;
+            SigningKey::from_bytes(&arr)
+        }
+        _ => return Err(bad("signing key (32 or 64 bytes)")),
+    };
+    Ok(Key::Ed25519 {
+        public: signing.verifying_key(),
+        signing: Some(Box::new(signing)),
+    })
 }
 
 pub fn decode_key(encoding: KeyEncoding, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -756,33 +1161,163 @@ mod tests {
         );
     }
 
+    fn with_url<'a>(i: Input<'a>, url: Option<&'a str>) -> Input<'a> {
+        Input {
+            public_url: url,
+            ..i
+        }
+    }
+
+    fn secret_for(scheme: &Scheme) -> &'static [u8] {
+        if scheme.key_encoding == KeyEncoding::Whsec {
+            b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        } else {
+            b"a-shared-secret"
+        }
+    }
+
     #[test]
     fn sign_then_verify_round_trips_for_every_builtin() {
+        let now = at(1_700_000_000);
         for name in providers::NAMES {
             let scheme = providers::builtin(name).unwrap();
-            let secret: &[u8] = if scheme.key_encoding == KeyEncoding::Whsec {
-                b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-            } else {
-                b"a-shared-secret"
+            let v = Verifier::new(scheme.clone(), &[secret_for(&scheme)], None).unwrap();
+            let body = providers::example_body(name, now);
+            let url = Some("https://hooks.example.com/hook");
+            let m = Message {
+                public_url: url,
+                ..msg(&body, now)
             };
-            let v = Verifier::new(scheme, &[secret], None).unwrap();
-            let body = b"\xff\xfe not utf-8 \x00";
             let headers: HeaderMap = v
-                .sign(0, &msg(body, at(1_700_000_000)))
+                .try_sign(0, &m)
+                .unwrap()
                 .into_iter()
                 .map(|(k, val)| (k, val.parse().unwrap()))
                 .collect();
-            let ok = v.verify(&input(&headers, body), at(1_700_000_000));
+            let ok = v.verify(&with_url(input(&headers, &body), url), now);
             assert!(ok.is_ok(), "{name}: {ok:?}");
-            let mut tampered = body.to_vec();
-            tampered[0] ^= 1;
-            assert_eq!(
-                v.verify(&input(&headers, &tampered), at(1_700_000_000))
-                    .unwrap_err(),
-                Rejection::InvalidSignature,
-                "{name}"
-            );
+            // Flip one bit of a letter (h -> H), keeping JSON and forms well formed.
+            let mut tampered = body.clone();
+            let at_h = body.windows(5).position(|w| w == b"hello").unwrap();
+            tampered[at_h] ^= 0x20;
+            let r = v.verify(&with_url(input(&headers, &tampered), url), now);
+            if *name == "gitlab" {
+                // A shared token signs nothing: GitLab bodies are not protected.
+                assert!(r.is_ok(), "{name}");
+            } else {
+                assert_eq!(r.unwrap_err(), Rejection::InvalidSignature, "{name}");
+            }
         }
+    }
+
+    #[test]
+    fn unsigned_body_in_a_non_form_twilio_request_verifies_only_with_its_hash() {
+        let v = Verifier::new(providers::builtin("twilio").unwrap(), &[b"12345"], None).unwrap();
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let hash = hex::encode(Sha256::digest(body));
+        let pq = format!("/myapp.php?foo=1&bar=2&bodySHA256={hash}");
+        let m = Message {
+            path_and_query: &pq,
+            public_url: Some("https://mycompany.com/myapp.php"),
+            ..msg(body, at(0))
+        };
+        let headers: HeaderMap = v
+            .try_sign(0, &m)
+            .unwrap()
+            .into_iter()
+            .map(|(k, val)| (k, val.parse().unwrap()))
+            .collect();
+        let inp = |body| Input {
+            path_and_query: &pq,
+            ..with_url(input(&headers, body), Some("https://mycompany.com/myapp.php"))
+        };
+        assert!(v.verify(&inp(body), at(0)).is_ok());
+        assert_eq!(
+            v.verify(&inp(br#"{"property": "value", "boolean": false}"#), at(0))
+                .unwrap_err(),
+            Rejection::InvalidSignature
+        );
+    }
+
+    #[test]
+    fn gitlab_token_is_compared_whole() {
+        let v = Verifier::new(providers::builtin("gitlab").unwrap(), &[b"tok-en"], None).unwrap();
+        for (token, ok) in [("tok-en", true), ("tok-e", false), ("tok-enn", false), ("TOK-EN", false)] {
+            let mut h = HeaderMap::new();
+            h.insert("x-gitlab-token", token.parse().unwrap());
+            assert_eq!(v.verify(&input(&h, b"{}"), at(0)).is_ok(), ok, "{token}");
+        }
+    }
+
+    #[test]
+    fn gitlab_replay_id_rests_on_body_and_event_uuid_not_the_constant_token() {
+        let v = Verifier::new(providers::builtin("gitlab").unwrap(), &[b"t"], None).unwrap();
+        let ids: Vec<[u8; 32]> = [("a", "{}"), ("a", "{ }"), ("b", "{}")]
+            .iter()
+            .map(|(uuid, body)| {
+                let mut h = HeaderMap::new();
+                h.insert("x-gitlab-token", "t".parse().unwrap());
+                h.insert("x-gitlab-event-uuid", uuid.parse().unwrap());
+                *v.verify(&input(&h, body.as_bytes()), at(0)).unwrap().replay_id()
+            })
+            .collect();
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2]);
+    }
+
+    #[test]
+    fn linear_timestamp_comes_from_the_signed_body_in_millis() {
+        let v = Verifier::new(providers::builtin("linear").unwrap(), &[b"k"], None).unwrap();
+        let now = at(1_700_000_000);
+        let body = providers::example_body("linear", now);
+        let headers: HeaderMap = v
+            .try_sign(0, &msg(&body, now))
+            .unwrap()
+            .into_iter()
+            .map(|(k, val)| (k, val.parse().unwrap()))
+            .collect();
+        let inp = input(&headers, &body);
+        assert!(v.verify(&inp, now + Duration::from_secs(60)).is_ok());
+        assert_eq!(
+            v.verify(&inp, now + Duration::from_millis(60_001)).unwrap_err(),
+            Rejection::StaleTimestamp
+        );
+        let no_ts = br#"{"action":"create"}"#;
+        assert_eq!(
+            v.verify(&input(&headers, no_ts), now).unwrap_err(),
+            Rejection::MissingSignature
+        );
+    }
+
+    #[test]
+    fn ed25519_signing_key_signs_and_public_key_verifies() {
+        let sk = "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==";
+        let pk = "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=";
+        let scheme = providers::builtin("standard-webhooks").unwrap();
+        let signer = Verifier::new(scheme.clone(), &[sk.as_bytes()], None).unwrap();
+        let verifier =
+            Verifier::new(scheme.clone(), &[SECRET.as_bytes(), pk.as_bytes()], None).unwrap();
+        let headers: HeaderMap = signer
+            .try_sign(0, &msg(BODY, at(1_614_265_330)))
+            .unwrap()
+            .into_iter()
+            .map(|(k, val)| (k, val.parse().unwrap()))
+            .collect();
+        assert!(headers["webhook-signature"].to_str().unwrap().starts_with("v1a,"));
+        let v = verifier.verify(&input(&headers, BODY), at(1_614_265_330)).unwrap();
+        assert_eq!(v.secret_index(), 1);
+        // A public key cannot sign.
+        let public_only = Verifier::new(scheme.clone(), &[pk.as_bytes()], None).unwrap();
+        assert!(public_only.try_sign(0, &msg(BODY, at(0))).is_err());
+        // An Ed25519 key on a whsec scheme without v1a entries is refused.
+        let hmac_only = Scheme {
+            format: SignatureFormat::Versioned {
+                version: "v1".into(),
+                asymmetric: None,
+            },
+            ..scheme
+        };
+        assert!(Verifier::new(hmac_only, &[pk.as_bytes()], None).is_err());
     }
 
     #[test]
