@@ -305,7 +305,10 @@ impl Tag {
 enum Key {
     Mac(PreparedMac),
     /// The token itself (for `sign`) and its SHA-256 (what is compared).
-    Token { token: Vec<u8>, digest: [u8; 32] },
+    Token {
+        token: Vec<u8>,
+        digest: [u8; 32],
+    },
     /// A `whpk_` public key verifies only; a `whsk_` signing key can also sign.
     Ed25519 {
         public: VerifyingKey,
@@ -1000,9 +1003,7 @@ fn ed25519_key(secret: &[u8]) -> Result<Key, KeyError> {
         let bytes = BASE64_LENIENT
             .decode(b64)
             .map_err(|_| bad("public key (whpk_ + base64)"))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| bad("public key (32 bytes)"))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad("public key (32 bytes)"))?;
         let public = VerifyingKey::from_bytes(&bytes).map_err(|_| bad("public key"))?;
         return Ok(Key::Ed25519 {
             public,
@@ -1229,7 +1230,10 @@ mod tests {
             .collect();
         let inp = |body| Input {
             path_and_query: &pq,
-            ..with_url(input(&headers, body), Some("https://mycompany.com/myapp.php"))
+            ..with_url(
+                input(&headers, body),
+                Some("https://mycompany.com/myapp.php"),
+            )
         };
         assert!(v.verify(&inp(body), at(0)).is_ok());
         assert_eq!(
@@ -1242,7 +1246,12 @@ mod tests {
     #[test]
     fn gitlab_token_is_compared_whole() {
         let v = Verifier::new(providers::builtin("gitlab").unwrap(), &[b"tok-en"], None).unwrap();
-        for (token, ok) in [("tok-en", true), ("tok-e", false), ("tok-enn", false), ("TOK-EN", false)] {
+        for (token, ok) in [
+            ("tok-en", true),
+            ("tok-e", false),
+            ("tok-enn", false),
+            ("TOK-EN", false),
+        ] {
             let mut h = HeaderMap::new();
             h.insert("x-gitlab-token", token.parse().unwrap());
             assert_eq!(v.verify(&input(&h, b"{}"), at(0)).is_ok(), ok, "{token}");
@@ -1258,7 +1267,9 @@ mod tests {
                 let mut h = HeaderMap::new();
                 h.insert("x-gitlab-token", "t".parse().unwrap());
                 h.insert("x-gitlab-event-uuid", uuid.parse().unwrap());
-                *v.verify(&input(&h, body.as_bytes()), at(0)).unwrap().replay_id()
+                *v.verify(&input(&h, body.as_bytes()), at(0))
+                    .unwrap()
+                    .replay_id()
             })
             .collect();
         assert_ne!(ids[0], ids[1]);
@@ -1279,7 +1290,8 @@ mod tests {
         let inp = input(&headers, &body);
         assert!(v.verify(&inp, now + Duration::from_secs(60)).is_ok());
         assert_eq!(
-            v.verify(&inp, now + Duration::from_millis(60_001)).unwrap_err(),
+            v.verify(&inp, now + Duration::from_millis(60_001))
+                .unwrap_err(),
             Rejection::StaleTimestamp
         );
         let no_ts = br#"{"action":"create"}"#;
@@ -1303,8 +1315,13 @@ mod tests {
             .into_iter()
             .map(|(k, val)| (k, val.parse().unwrap()))
             .collect();
-        assert!(headers["webhook-signature"].to_str().unwrap().starts_with("v1a,"));
-        let v = verifier.verify(&input(&headers, BODY), at(1_614_265_330)).unwrap();
+        assert!(headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .starts_with("v1a,"));
+        let v = verifier
+            .verify(&input(&headers, BODY), at(1_614_265_330))
+            .unwrap();
         assert_eq!(v.secret_index(), 1);
         // A public key cannot sign.
         let public_only = Verifier::new(scheme.clone(), &[pk.as_bytes()], None).unwrap();

@@ -84,7 +84,10 @@ pub fn scheme(table: &toml::Table) -> Result<Scheme, FieldError> {
     };
 
     let Some(header) = text("header")? else {
-        return fail("header", "provider \"hmac\" needs the signature header name");
+        return fail(
+            "header",
+            "provider \"hmac\" needs the signature header name",
+        );
     };
     let signature_header = header_name("header", header)?;
     let algorithm = match choice("algorithm", "sha256", &["sha256", "sha512", "sha1"])?.as_str() {
@@ -97,14 +100,13 @@ pub fn scheme(table: &toml::Table) -> Result<Scheme, FieldError> {
         "base64url" => Encoding::Base64Url,
         _ => Encoding::Hex,
     };
-    let key_encoding = match choice("key_encoding", "utf8", &["utf8", "base64", "hex", "whsec"])?
-        .as_str()
-    {
-        "base64" => KeyEncoding::Base64,
-        "hex" => KeyEncoding::Hex,
-        "whsec" => KeyEncoding::Whsec,
-        _ => KeyEncoding::Utf8,
-    };
+    let key_encoding =
+        match choice("key_encoding", "utf8", &["utf8", "base64", "hex", "whsec"])?.as_str() {
+            "base64" => KeyEncoding::Base64,
+            "hex" => KeyEncoding::Hex,
+            "whsec" => KeyEncoding::Whsec,
+            _ => KeyEncoding::Utf8,
+        };
 
     let format_name = choice("format", "plain", &["plain", "versioned", "params"])?;
     let only_for = |key: &str, format: &str| -> Result<(), FieldError> {
@@ -300,8 +302,10 @@ mod tests {
         assert_eq!(scheme(&table("")).unwrap_err().field, "header");
         let e = scheme(&table("header = \"x\"\nencoding = \"b64\"")).unwrap_err();
         assert_eq!(e.field, "encoding");
-        let e = scheme(&table("header = \"x\"\nprefix = \"v1,\"\nformat = \"versioned\""))
-            .unwrap_err();
+        let e = scheme(&table(
+            "header = \"x\"\nprefix = \"v1,\"\nformat = \"versioned\"",
+        ))
+        .unwrap_err();
         assert_eq!(e.field, "prefix");
     }
 

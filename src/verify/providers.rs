@@ -38,7 +38,12 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         "svix" => standard_webhooks("svix-"),
         "standard-webhooks" => standard_webhooks("webhook-"),
         // Levanta: hex HMAC-SHA256 of the raw body; no id, no timestamp.
-        "levanta" => over_body("x-levanta-hmac-sha256", "", Algorithm::Sha256, Encoding::Hex),
+        "levanta" => over_body(
+            "x-levanta-hmac-sha256",
+            "",
+            Algorithm::Sha256,
+            Encoding::Hex,
+        ),
         // LeafLink: base64 HMAC-SHA256 of the raw body (Ruby's Base64.encode64
         // appends a newline, which header parsing trims).
         "leaflink" => over_body("ll-signature", "", Algorithm::Sha256, Encoding::Base64),
@@ -130,12 +135,7 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         "twilio" => Scheme {
             signed: vec![Part::UrlAnyPort, Part::FormParams],
             id: unsigned_id("i-twilio-idempotency-token"),
-            ..over_body(
-                "x-twilio-signature",
-                "",
-                Algorithm::Sha1,
-                Encoding::Base64,
-            )
+            ..over_body("x-twilio-signature", "", Algorithm::Sha1, Encoding::Base64)
         },
         // GitLab: the secret token itself in `X-Gitlab-Token`.
         "gitlab" => Scheme {
@@ -170,7 +170,12 @@ pub fn example_body(provider: &str, now: SystemTime) -> Vec<u8> {
 }
 
 /// An HMAC over the raw body alone, in one header with an optional prefix.
-fn over_body(header: &'static str, prefix: &str, algorithm: Algorithm, encoding: Encoding) -> Scheme {
+fn over_body(
+    header: &'static str,
+    prefix: &str,
+    algorithm: Algorithm,
+    encoding: Encoding,
+) -> Scheme {
     Scheme {
         signature_header: HeaderName::from_static(header),
         format: SignatureFormat::Plain {

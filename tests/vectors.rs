@@ -1,0 +1,310 @@
+//! Official signature vectors (tests/fixtures/official.json, each with its source) against the engine,
+//! through the built-in providers and through the same providers written as generic `hmac` schemes.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookgate::verify::{generic, providers, Input, Rejection, Scheme, SignatureFormat, Verifier};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::Value;
+
+fn vectors() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/official.json"
+    ))
+    .unwrap();
+    serde_json::from_str::<Vec<Value>>(&text).unwrap()
+}
+
+/// Each built-in HMAC provider written as a generic `provider = "hmac"` route.
+const GENERIC: &[(&str, &str)] = &[
+    (
+        "standard-webhooks",
+        r#"header = "webhook-signature"
+format = "versioned"
+version = "v1"
+encoding = "base64"
+signed = "{id}.{timestamp}.{body}"
+id_header = "webhook-id"
+timestamp_header = "webhook-timestamp"
+key_encoding = "whsec""#,
+    ),
+    (
+        "svix",
+        r#"header = "svix-signature"
+format = "versioned"
+encoding = "base64"
+signed = "{id}.{timestamp}.{body}"
+id_header = "svix-id"
+timestamp_header = "svix-timestamp"
+key_encoding = "whsec""#,
+    ),
+    ("levanta", r#"header = "x-levanta-hmac-sha256""#),
+    (
+        "leaflink",
+        r#"header = "LL-Signature"
+encoding = "base64""#,
+    ),
+    (
+        "github",
+        r#"header = "X-Hub-Signature-256"
+prefix = "sha256="
+id_header = "X-GitHub-Delivery""#,
+    ),
+    (
+        "stripe",
+        r#"header = "Stripe-Signature"
+format = "params"
+signature_param = "v1"
+timestamp_param = "t"
+signed = "{timestamp}.{body}""#,
+    ),
+    (
+        "shopify",
+        r#"header = "X-Shopify-Hmac-Sha256"
+encoding = "base64"
+id_header = "X-Shopify-Webhook-Id""#,
+    ),
+    (
+        "slack",
+        r#"header = "X-Slack-Signature"
+prefix = "v0="
+signed = "v0:{timestamp}:{body}"
+timestamp_header = "X-Slack-Request-Timestamp""#,
+    ),
+    (
+        "paddle",
+        r#"header = "Paddle-Signature"
+format = "params"
+separator = ";"
+signature_param = "h1"
+timestamp_param = "ts"
+signed = "{timestamp}:{body}""#,
+    ),
+    (
+        "zoom",
+        r#"header = "x-zm-signature"
+prefix = "v0="
+signed = "v0:{timestamp}:{body}"
+timestamp_header = "x-zm-request-timestamp""#,
+    ),
+    (
+        "linear",
+        r#"header = "Linear-Signature"
+id_header = "Linear-Delivery"
+timestamp_json = "webhookTimestamp"
+timestamp_unit = "ms""#,
+    ),
+    (
+        "square",
+        r#"header = "x-square-hmacsha256-signature"
+encoding = "base64"
+signed = "{url}{body}""#,
+    ),
+    (
+        "intercom",
+        r#"header = "X-Hub-Signature"
+prefix = "sha1="
+algorithm = "sha1""#,
+    ),
+];
+
+fn generic_scheme(provider: &str) -> Option<Scheme> {
+    let (_, text) = GENERIC.iter().find(|(p, _)| *p == provider)?;
+    Some(generic::scheme(&text.parse::<toml::Table>().unwrap()).unwrap())
+}
+
+/// The vector's URL split the way a route sees it: `public_url` (no query)
+/// and the path and query received.
+fn split_url(url: &str) -> (String, String) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b.to_string(), Some(q)),
+        None => (url.to_string(), None),
+    };
+    let after_scheme = base.find("://").unwrap() + 3;
+    let path = base[after_scheme..]
+        .find('/')
+        .map_or("/".to_string(), |i| base[after_scheme + i..].to_string());
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    (base, pq)
+}
+
+/// Runs one vector through `scheme`; `Ok` means it verified.
+fn run(v: &Value, scheme: Scheme) -> Result<(), Rejection> {
+    let secret = v["secret"]
+        .as_str()
+        .or_else(|| v["public_key"].as_str())
+        .unwrap();
+    let tolerance = v["tolerance_s"].as_u64().map(Duration::from_secs);
+    let verifier = Verifier::new(scheme, &[secret.as_bytes()], tolerance).unwrap();
+    let mut headers = HeaderMap::new();
+    for (k, val) in v["headers"].as_object().unwrap() {
+        headers.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(val.as_str().unwrap()).unwrap(),
+        );
+    }
+    let (public_url, path_and_query) = match v["url"].as_str() {
+        Some(url) => {
+            let (b, pq) = split_url(url);
+            (Some(b), pq)
+        }
+        None => (None, "/webhook".to_string()),
+    };
+    let now = UNIX_EPOCH + Duration::from_secs(v["now"].as_u64().unwrap_or(1_700_000_000));
+    let input = Input {
+        method: &Method::POST,
+        path_and_query: &path_and_query,
+        headers: &headers,
+        body: v["body"].as_str().unwrap().as_bytes(),
+        public_url: public_url.as_deref(),
+    };
+    verifier.verify(&input, now).map(|_| ())
+}
+
+fn expect_valid(v: &Value) -> bool {
+    match v["expect"].as_str().unwrap() {
+        "valid" => true,
+        "invalid" => false,
+        other => panic!("{}: unknown expectation {other}", v["id"]),
+    }
+}
+
+#[test]
+fn every_official_vector_gives_its_expected_result() {
+    let all = vectors();
+    assert!(all.len() >= 50, "the fixture lost vectors");
+    for v in &all {
+        let id = v["id"].as_str().unwrap();
+        assert!(
+            v["source"].as_str().is_some_and(|s| !s.is_empty()),
+            "{id} has no source"
+        );
+        let provider = v["scheme"].as_str().unwrap();
+        let scheme = providers::builtin(provider)
+            .unwrap_or_else(|| panic!("{id}: no built-in provider {provider}"));
+        let result = run(v, scheme);
+        assert_eq!(
+            result.is_ok(),
+            expect_valid(v),
+            "{id}: {result:?} ({})",
+            v["reason"]
+        );
+    }
+}
+
+#[test]
+fn tolerance_in_each_vector_is_the_providers_default() {
+    // The vectors state the window their provider's own library applies; the
+    // built-in default must be that window (checked by running them with none).
+    for v in vectors() {
+        let Some(tol) = v["tolerance_s"].as_u64() else {
+            continue;
+        };
+        let scheme = providers::builtin(v["scheme"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            scheme.default_tolerance,
+            Some(Duration::from_secs(tol)),
+            "{}",
+            v["id"]
+        );
+    }
+}
+
+#[test]
+fn every_builtin_hmac_provider_written_generically_verifies_the_same_vectors() {
+    let mut checked = 0;
+    for v in vectors() {
+        let provider = v["scheme"].as_str().unwrap();
+        let id = v["id"].as_str().unwrap();
+        // Ed25519 (v1a) and Twilio are not an HMAC over a template.
+        if provider == "twilio" || v["public_key"].is_string() {
+            continue;
+        }
+        let scheme = generic_scheme(provider)
+            .unwrap_or_else(|| panic!("{id}: no generic form of {provider}"));
+        let result = run(&v, scheme);
+        assert_eq!(result.is_ok(), expect_valid(&v), "{id}: {result:?}");
+        checked += 1;
+    }
+    assert!(checked >= 35, "only {checked} vectors checked");
+}
+
+#[test]
+fn generic_forms_are_the_builtin_schemes() {
+    // The strongest statement that there is one engine: the generic form
+    // parses to the same `Scheme` value as the built-in (header names are
+    // case-insensitive, so they compare equal once parsed). Only the default
+    // tolerance (Paddle 5 s, Linear 60 s) and Svix's extra `v1a` entries differ.
+    for (provider, _) in GENERIC {
+        let mut generic = generic_scheme(provider).unwrap();
+        let builtin = providers::builtin(provider).unwrap();
+        generic.default_tolerance = builtin.default_tolerance;
+        if let (
+            SignatureFormat::Versioned { asymmetric, .. },
+            SignatureFormat::Versioned {
+                asymmetric: builtin_asym,
+                ..
+            },
+        ) = (&mut generic.format, &builtin.format)
+        {
+            asymmetric.clone_from(builtin_asym);
+        }
+        assert_eq!(generic, builtin, "{provider}");
+    }
+    // And every built-in except the non-HMAC ones has a generic form here.
+    for name in providers::NAMES {
+        if !["twilio", "gitlab"].contains(name) {
+            assert!(generic_scheme(name).is_some(), "{name} has no generic form");
+        }
+    }
+}
+
+#[test]
+fn vectors_fail_one_second_past_the_window() {
+    // Guards against a test that passes because no clock check ran at all.
+    for v in vectors() {
+        let (Some(now), Some(tol), true) = (
+            v["now"].as_u64(),
+            v["tolerance_s"].as_u64(),
+            expect_valid(&v),
+        ) else {
+            continue;
+        };
+        let ts = v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find_map(|(k, val)| {
+                let val = val.as_str().unwrap();
+                if k.to_ascii_lowercase().ends_with("timestamp") {
+                    return val.parse::<u64>().ok();
+                }
+                val.split([';', ','])
+                    .find_map(|p| p.strip_prefix("ts=").or_else(|| p.strip_prefix("t=")))
+                    .and_then(|t| t.parse().ok())
+            })
+            .unwrap();
+        let mut late = v.clone();
+        late["now"] = Value::from(ts + tol + 1);
+        let scheme = providers::builtin(v["scheme"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            run(&late, scheme),
+            Err(Rejection::StaleTimestamp),
+            "{} at now = ts + tol + 1 (was {now})",
+            v["id"]
+        );
+    }
+}
+
+#[test]
+fn clock_is_not_read() {
+    // A vector from 2021 verifies today: verification takes `now`, never the clock.
+    let v = vectors().into_iter().next().unwrap();
+    assert!(SystemTime::now() > UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    assert!(run(&v, providers::builtin("standard-webhooks").unwrap()).is_ok());
+}
