@@ -1427,8 +1427,34 @@ def check_dockerfile(root: Path, rep: Report) -> None:
             rep.fail(f"the build needs {n}, which is not in the repository")
         elif ignored(n, patterns):
             rep.fail(f"the build needs {n}, which .dockerignore excludes")
+    # The build context as Docker would send it (tracked files minus .dockerignore): cargo accepts the
+    # manifest there and the lock file is current, as `cargo build --locked` in the image needs.
+    ctx_note = ""
+    cargo_bin = shutil.which("cargo")
+    git = shutil.which("git")
+    if cargo_bin and git and (root / "Cargo.toml").is_file():
+        ls = subprocess.run([git, "-C", str(root), "ls-files", "-z"], capture_output=True, timeout=60)
+        if ls.returncode == 0:
+            ctx = Path(tempfile.mkdtemp(prefix="hookgate-docker-context."))
+            try:
+                for rel in filter(None, ls.stdout.decode().split("\0")):
+                    if ignored(rel, patterns) or not (root / rel).is_file():
+                        continue
+                    (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(root / rel, ctx / rel)
+                r = subprocess.run([cargo_bin, "metadata", "--format-version", "1", "--locked", "--offline"],
+                                   cwd=ctx, capture_output=True, text=True, timeout=300,
+                                   env={**os.environ, "CARGO_TARGET_DIR": str(ctx / "target")})
+                if r.returncode == 0:
+                    ctx_note = "; cargo accepts the build context with --locked"
+                elif re.search(r"lock file|can't find|failed to parse manifest|no targets", r.stderr):
+                    rep.fail(f"cargo in the build context: {r.stderr.strip()[-1500:]}")
+                else:  # most likely the offline registry cache lacks a crate: not the image's problem
+                    rep.note(f"cargo metadata in the build context: {r.stderr.strip()[-300:]}")
+            finally:
+                shutil.rmtree(ctx, ignore_errors=True)
     rep.done(f"{len(stages)} stages, base images pinned, COPY sources present, non-root USER, "
-             ".dockerignore keeps what cargo needs")
+             f".dockerignore keeps what cargo needs{ctx_note}")
 
 
 # ---------------------------------------------------------------------------------------------------
