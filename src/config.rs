@@ -500,6 +500,14 @@ fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config, ConfigErro
                     "must start with redis:// or rediss://".into(),
                 ));
             }
+            // Parse it now so `hookgate check` catches it; the message is
+            // redis' fixed text, never the URL (it may carry a password).
+            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+                return Err(err(
+                    "replay.redis_url",
+                    format!("not a valid Redis URL: {e}"),
+                ));
+            }
             Some(url)
         }
         (StoreKind::Memory, url) => url,
@@ -912,6 +920,23 @@ secrets = ["env:LEVERS"]
         assert!(!format!("{s:?}").contains("supersecretvalue"));
         assert!(!format!("{s}").contains("supersecretvalue"));
         assert!(!format!("{c:?}").contains("supersecretvalue"));
+    }
+
+    #[test]
+    fn redis_store_settings_parse_and_a_bad_url_names_the_field() {
+        let text = format!(
+            "{BASE}[replay]\nstore = \"redis\"\nredis_url = \"rediss://:pw@cache.internal:6380/2\"\nredis_timeout = \"250ms\"\non_store_error = \"allow\"\n"
+        );
+        let c = parse_with(&text, &[("LEVERS", "x")]).unwrap();
+        assert_eq!(c.replay.store, StoreKind::Redis);
+        assert_eq!(c.replay.redis_prefix, "hookgate");
+        assert_eq!(c.replay.redis_timeout, Duration::from_millis(250));
+        assert_eq!(c.replay.on_store_error, OnStoreError::Allow);
+
+        let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"redis://:s3cret@\"\n");
+        let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+        assert_eq!(e.field, "replay.redis_url");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,53 @@ impl Reason {
     }
 }
 
+/// The `op` label of the replay store's latency and error metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Claim,
+    Delivered,
+    Release,
+    Ping,
+}
+
+impl StoreOp {
+    pub const ALL: [StoreOp; 4] = [
+        StoreOp::Claim,
+        StoreOp::Delivered,
+        StoreOp::Release,
+        StoreOp::Ping,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Claim => "claim",
+            StoreOp::Delivered => "delivered",
+            StoreOp::Release => "release",
+            StoreOp::Ping => "ping",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The replay store's per-operation handles, resolved once (networked stores only).
+#[derive(Clone)]
+pub struct StoreMetrics {
+    duration: Vec<Histogram>,
+    errors: Vec<IntCounter>,
+}
+
+impl StoreMetrics {
+    pub fn observe(&self, op: StoreOp, seconds: f64, ok: bool) {
+        self.duration[op.index()].observe(seconds);
+        if !ok {
+            self.errors[op.index()].inc();
+        }
+    }
+}
+
 const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
 /// All of hookgate's metric families, registered in one owned registry.
@@ -109,6 +156,8 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     upstream_responses: IntCounterVec,
     secret_matches: IntCounterVec,
+    store_duration: HistogramVec,
+    store_errors: IntCounterVec,
     pub inflight: IntGauge,
     pub replay_entries: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -201,6 +250,25 @@ impl Metrics {
             .buckets(buckets),
             &["route"],
         ));
+        let store_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "hookgate_replay_store_duration_seconds",
+                "Round trips to the replay store (Redis), by operation, failures included.",
+            )
+            // A store round trip is sub-millisecond on a healthy network.
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ]),
+            &["op"],
+        ));
+        let store_errors = must(IntCounterVec::new(
+            Opts::new(
+                "hookgate_replay_store_errors_total",
+                "Replay store (Redis) operations that failed or timed out, by operation.",
+            ),
+            &["op"],
+        ));
         let upstream_responses = must(IntCounterVec::new(
             Opts::new(
                 "hookgate_upstream_responses_total",
@@ -241,6 +309,8 @@ impl Metrics {
             Box::new(upstream_duration.clone()),
             Box::new(upstream_responses.clone()),
             Box::new(secret_matches.clone()),
+            Box::new(store_duration.clone()),
+            Box::new(store_errors.clone()),
             Box::new(inflight.clone()),
             Box::new(replay_entries.clone()),
             Box::new(config_reloads.clone()),
@@ -263,6 +333,8 @@ impl Metrics {
             upstream_duration,
             upstream_responses,
             secret_matches,
+            store_duration,
+            store_errors,
             inflight,
             replay_entries,
             config_reloads,
@@ -290,6 +362,21 @@ impl Metrics {
             secret_matches: secret_labels
                 .iter()
                 .map(|s| self.secret_matches.with_label_values(&[route, s]))
+                .collect(),
+        }
+    }
+
+    /// Resolves (and so creates at zero) the replay store's series; only a
+    /// networked store calls this, so the memory store exports none of them.
+    pub fn store(&self) -> StoreMetrics {
+        StoreMetrics {
+            duration: StoreOp::ALL
+                .iter()
+                .map(|op| self.store_duration.with_label_values(&[op.as_str()]))
+                .collect(),
+            errors: StoreOp::ALL
+                .iter()
+                .map(|op| self.store_errors.with_label_values(&[op.as_str()]))
                 .collect(),
         }
     }

@@ -1,4 +1,4 @@
-//! The store of seen message ids: delivery-aware claims over an in-memory LRU (and later Redis).
+//! The store of seen message ids: delivery-aware claims over an in-memory LRU or Redis.
 //!
 //! A verified request first *claims* its id. The claim is an in-flight marker
 //! with a lease; it becomes *delivered* (remembered for `ttl`) only once the
@@ -14,6 +14,9 @@ use std::time::Duration;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+
+mod redis_store;
+pub use redis_store::{RedisOptions, RedisStore};
 
 /// What a claim found.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +44,10 @@ pub enum StoreError {
 
 /// The replay store chosen by `[replay] store`.
 pub enum Store {
+    /// Per process: the default, and all a single replica needs.
     Memory(MemoryStore),
+    /// Shared by every replica that points at the same Redis and prefix.
+    Redis(RedisStore),
 }
 
 impl Store {
@@ -50,6 +56,7 @@ impl Store {
         let key = key(route, replay_id);
         match self {
             Store::Memory(m) => Ok(m.claim(key, Instant::now())),
+            Store::Redis(r) => r.claim(key).await,
         }
     }
 
@@ -60,6 +67,7 @@ impl Store {
                 m.delivered(&ticket, Instant::now());
                 Ok(())
             }
+            Store::Redis(r) => r.delivered(&ticket).await,
         }
     }
 
@@ -70,20 +78,25 @@ impl Store {
                 m.release(&ticket);
                 Ok(())
             }
+            Store::Redis(r) => r.release(&ticket).await,
         }
     }
 
-    /// Entries held (for the `hookgate_replay_entries` gauge).
+    /// Entries held (for the `hookgate_replay_entries` gauge). Redis: 0, since
+    /// counting a shared keyspace (SCAN) on every scrape would cost Redis more
+    /// than the number is worth; use Redis' own `db0:keys` metrics instead.
     pub fn entries(&self) -> usize {
         match self {
             Store::Memory(m) => m.len(),
+            Store::Redis(_) => 0,
         }
     }
 
-    /// Whether the store answers (for `/readyz`).
+    /// Whether the store answers (for `/readyz`): Redis must answer a PING within `redis_timeout`.
     pub async fn ready(&self) -> bool {
         match self {
             Store::Memory(_) => true,
+            Store::Redis(r) => r.ping().await.is_ok(),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError, Limits, StoreKind};
 use crate::forward::{Forwarder, Origin};
 use crate::metrics::Metrics;
 use crate::proxy::{Clock, Proxy, Runtime};
-use crate::replay::{MemoryStore, Store};
+use crate::replay::{MemoryStore, RedisOptions, Store};
 use crate::route::RouteTable;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,23 +69,53 @@ pub fn runtime(config: &Config, metrics: &Metrics) -> Result<Runtime, ConfigErro
     })
 }
 
+/// Builds the replay store `[replay]` asks for. A Redis store does not
+/// connect here: hookgate starts while Redis is down, and `/readyz` answers
+/// 503 (and claims fail as `on_store_error` says) until Redis answers.
+fn store(config: &Config, metrics: &Metrics) -> Result<Store, StartError> {
+    let r = &config.replay;
+    // An in-flight claim never outlives the forward that holds it.
+    let lease = config.upstream.timeout + Duration::from_secs(5);
+    match r.store {
+        StoreKind::Memory => Ok(Store::Memory(MemoryStore::new(r.capacity, r.ttl, lease))),
+        StoreKind::Redis => {
+            let Some(url) = r.redis_url.as_deref() else {
+                // config.rs requires redis_url with store = "redis"; stay total anyway.
+                return Err(StartError::Setup("replay.redis_url is required".into()));
+            };
+            let opts = RedisOptions {
+                url,
+                prefix: &r.redis_prefix,
+                timeout: r.redis_timeout,
+                ttl: r.ttl,
+                lease,
+            };
+            let store = crate::replay::RedisStore::new(&opts, metrics.store())
+                .map_err(|e| StartError::Setup(e.to_string()))?;
+            Ok(Store::Redis(store))
+        }
+    }
+}
+
+/// Says once, at start, whether Redis answers; never blocks or fails the start.
+async fn probe_store(store: Arc<Store>) {
+    if let Store::Redis(r) = &*store {
+        match r.ping().await {
+            Ok(()) => tracing::info!("replay store: redis answers"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "replay store: redis does not answer yet; /readyz reports 503 until it does"
+            ),
+        }
+    }
+}
+
 /// Binds the listeners and starts serving `config`.
 pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let runtime = runtime(config, &metrics)?;
-    let store = Arc::new(match config.replay.store {
-        StoreKind::Memory => Store::Memory(MemoryStore::new(
-            config.replay.capacity,
-            config.replay.ttl,
-            // An in-flight claim never outlives the forward that holds it.
-            config.upstream.timeout + Duration::from_secs(5),
-        )),
-        StoreKind::Redis => {
-            return Err(StartError::Setup(
-                "replay.store = \"redis\" is not supported by this build".into(),
-            ))
-        }
-    });
+    let store = Arc::new(store(config, &metrics)?);
+    tokio::spawn(probe_store(Arc::clone(&store)));
     let forwarder =
         Arc::new(Forwarder::new(&config.upstream).map_err(|e| StartError::Setup(e.to_string()))?);
     let health = Arc::new(Health::default());

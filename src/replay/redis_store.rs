@@ -1,0 +1,204 @@
+//! The Redis replay store: the memory store's delivery-aware claims, made atomic across replicas.
+//!
+//! One Redis key per (route, id): `{prefix}:{hex of the 32-byte route-namespaced key}`.
+//! Its value is either a claim token (in flight, expires with the lease, so a
+//! hookgate that dies mid-request cannot block the provider's retry forever)
+//! or `"D"` (delivered, expires with `ttl`). Claim and release are Lua
+//! scripts, so each is one atomic step even with many hookgates on one Redis.
+//!
+//! Every call is bounded by `redis_timeout`; a slow or absent Redis is a
+//! `StoreError`, which the proxy turns into 503 or an unchecked forward as
+//! `on_store_error` says. The connection is one multiplexed, reconnecting
+//! `ConnectionManager`, created lazily: hookgate starts while Redis is down,
+//! and `/readyz` answers 503 until a PING gets through.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+
+use super::{Claim, StoreError, Ticket};
+use crate::metrics::{StoreMetrics, StoreOp};
+
+/// The value of a delivered id; tokens are 16 hex digits, so never equal to it.
+const DELIVERED: &str = "D";
+
+/// Claims the key if it is free, else says who holds it: 0 claimed, 1 delivered, 2 in flight.
+const CLAIM: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+if redis.call('GET', KEYS[1]) == ARGV[3] then
+  return 1
+end
+return 2
+";
+
+/// Deletes the key only while it still holds our token: after a lapsed lease
+/// another hookgate may own it, or it may already be delivered.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    ttl_ms: u64,
+    lease_ms: u64,
+    timeout: Duration,
+    claim: Script,
+    release: Script,
+    metrics: StoreMetrics,
+}
+
+/// How a Redis store is set up; `url` may hold a password, so it is never logged.
+pub struct RedisOptions<'a> {
+    pub url: &'a str,
+    pub prefix: &'a str,
+    pub timeout: Duration,
+    pub ttl: Duration,
+    pub lease: Duration,
+}
+
+impl RedisStore {
+    /// Prepares the connection without connecting: Redis may be down at start.
+    ///
+    /// Must be called inside a tokio runtime (the manager locates it).
+    pub fn new(opts: &RedisOptions<'_>, metrics: StoreMetrics) -> Result<Self, StoreError> {
+        // Redis' own message for a bad URL names the part that is wrong
+        // without echoing the URL (which may carry a password).
+        let client = Client::open(opts.url)
+            .map_err(|e| StoreError::Unavailable(format!("redis_url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.timeout))
+            .set_response_timeout(Some(opts.timeout))
+            // Reconnect quickly once Redis is back, without hammering it while
+            // it is away; after the last retry the next command starts a new round.
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(6);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        Ok(RedisStore {
+            conn,
+            prefix: opts.prefix.to_string(),
+            ttl_ms: millis(opts.ttl),
+            lease_ms: millis(opts.lease),
+            timeout: opts.timeout,
+            claim: Script::new(CLAIM),
+            release: Script::new(RELEASE),
+            metrics,
+        })
+    }
+
+    fn redis_key(&self, key: &[u8; 32]) -> String {
+        format!("{}:{}", self.prefix, hex::encode(key))
+    }
+
+    /// Runs one Redis call within the timeout, recording its latency and any failure.
+    async fn call<T>(
+        &self,
+        op: StoreOp,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Unavailable(format!(
+                "redis {}: {e}",
+                op.as_str()
+            ))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "redis {}: no answer within {:?}",
+                op.as_str(),
+                self.timeout
+            ))),
+        };
+        self.metrics
+            .observe(op, started.elapsed().as_secs_f64(), result.is_ok());
+        result
+    }
+
+    pub async fn claim(&self, key: [u8; 32]) -> Result<Claim, StoreError> {
+        // Unique across every hookgate sharing this Redis: a CSPRNG draw, so a
+        // stale holder can never release a claim another instance took over.
+        let token: u64 = rand::random();
+        let token_text = format!("{token:016x}");
+        let mut conn = self.conn.clone();
+        let mut invocation = self.claim.key(self.redis_key(&key));
+        invocation
+            .arg(&token_text)
+            .arg(self.lease_ms)
+            .arg(DELIVERED);
+        let found: i64 = self
+            .call(StoreOp::Claim, invocation.invoke_async(&mut conn))
+            .await?;
+        match found {
+            0 => Ok(Claim::Claimed(Ticket { key, token })),
+            1 => Ok(Claim::Duplicate),
+            2 => Ok(Claim::InFlight),
+            other => Err(StoreError::Unavailable(format!(
+                "redis claim: unexpected script result {other}"
+            ))),
+        }
+    }
+
+    pub async fn delivered(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        // Delivered wins even if the lease lapsed meanwhile: the application accepted it.
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.redis_key(&ticket.key))
+            .arg(DELIVERED)
+            .arg("PX")
+            .arg(self.ttl_ms);
+        let _: () = self
+            .call(StoreOp::Delivered, cmd.query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn release(&self, ticket: &Ticket) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.release.key(self.redis_key(&ticket.key));
+        invocation.arg(format!("{:016x}", ticket.token));
+        let _: i64 = self
+            .call(StoreOp::Release, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    /// One PING within the timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let _: String = self.call(StoreOp::Ping, cmd.query_async(&mut conn)).await?;
+        Ok(())
+    }
+}
+
+/// Whole milliseconds for `PX`, at least 1 (Redis refuses an expiry of 0).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_look_delivered() {
+        assert_eq!(format!("{:016x}", 0u64).len(), 16);
+        assert_ne!(format!("{:016x}", 0xDu64), DELIVERED);
+    }
+
+    #[test]
+    fn expiries_are_whole_positive_milliseconds() {
+        assert_eq!(millis(Duration::from_micros(10)), 1);
+        assert_eq!(millis(Duration::from_secs(30)), 30_000);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+}
