@@ -76,11 +76,15 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(opts.timeout))
             .set_response_timeout(Some(opts.timeout))
-            // Reconnect quickly once Redis is back, without hammering it while
-            // it is away; after the last retry the next command starts a new round.
+            // Fail fast while Redis is away (one retry absorbs a blip): a request
+            // then gets its 503 at once instead of waiting out the timeout. The
+            // manager keeps at most one connection attempt going at a time, and
+            // the next command after a failed one starts a new attempt, so
+            // hookgate reconnects as soon as Redis is back, paced by traffic
+            // (and by /readyz probes), never by a storm.
             .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1))
-            .set_number_of_retries(6);
+            .set_max_delay(Duration::from_millis(200))
+            .set_number_of_retries(1);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         Ok(RedisStore {
