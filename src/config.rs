@@ -126,7 +126,10 @@ pub struct Replay {
     pub store: StoreKind,
     pub capacity: usize,
     pub ttl: Duration,
-    pub redis_url: Option<String>,
+    /// May carry a password, so it is a `Secret`: redacted in `Debug`.
+    pub redis_url: Option<Secret>,
+    /// PEM roots for a `rediss://` server with a private CA (instead of the system's).
+    pub redis_ca_file: Option<PathBuf>,
     pub redis_prefix: String,
     pub redis_timeout: Duration,
     pub on_store_error: OnStoreError,
@@ -291,6 +294,7 @@ struct RawReplay {
     capacity: Option<i64>,
     ttl: Option<String>,
     redis_url: Option<String>,
+    redis_ca_file: Option<PathBuf>,
     redis_prefix: Option<String>,
     redis_timeout: Option<String>,
     on_store_error: Option<String>,
@@ -489,34 +493,26 @@ fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config, ConfigErro
                 "required when replay.store = \"redis\"".into(),
             ))
         }
-        (StoreKind::Redis, Some(url)) => {
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://")
-                || url.starts_with("unix://"))
-            {
-                return Err(err(
-                    "replay.redis_url",
-                    "must start with redis:// or rediss://".into(),
-                ));
-            }
-            // Parse it now so `hookgate check` catches it; the message is
-            // redis' fixed text, never the URL (it may carry a password).
-            if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-                return Err(err(
-                    "replay.redis_url",
-                    format!("not a valid Redis URL: {e}"),
-                ));
-            }
-            Some(url)
-        }
-        (StoreKind::Memory, url) => url,
+        (StoreKind::Redis, Some(spec)) => Some(redis_url(&spec, path, env, &mut warnings)?),
+        (StoreKind::Memory, _) => None,
     };
+    let redis_ca_file = r.redis_ca_file.map(|p| relative_to(path, &p));
+    if redis_ca_file.is_some()
+        && !redis_url
+            .as_ref()
+            .is_some_and(|u| u.expose().starts_with(b"rediss://"))
+    {
+        return Err(err(
+            "replay.redis_ca_file",
+            "only meaningful with a rediss:// replay.redis_url".into(),
+        ));
+    }
     let replay = Replay {
         store,
         capacity: count(r.capacity, 100_000).map_err(|m| err("replay.capacity", m))?,
         ttl: duration(r.ttl.as_deref(), "24h").map_err(|m| err("replay.ttl", m))?,
         redis_url,
+        redis_ca_file,
         redis_prefix: r.redis_prefix.unwrap_or_else(|| "hookgate".to_string()),
         redis_timeout: duration(r.redis_timeout.as_deref(), "500ms")
             .map_err(|m| err("replay.redis_timeout", m))?,
@@ -763,6 +759,51 @@ fn resolve_secret(
     Ok(Secret::new(value, source, label))
 }
 
+/// `replay.redis_url`: a URL, or `env:NAME` / `file:PATH` holding one (it may carry a password).
+fn redis_url(
+    spec: &str,
+    path: &Path,
+    env: &Env,
+    warnings: &mut Vec<Warning>,
+) -> Result<Secret, ConfigError> {
+    const FIELD: &str = "replay.redis_url";
+    let err = |m: String| ConfigError::new(path, FIELD, m);
+    let (url, source) = if spec.starts_with("env:") || spec.starts_with("file:") {
+        let s = resolve_secret(spec, String::new(), path, env, FIELD, warnings)?;
+        let url = std::str::from_utf8(s.expose())
+            .map_err(|_| err(format!("{} is not UTF-8", s.source)))?
+            .trim()
+            .to_string();
+        (url, s.source)
+    } else {
+        (spec.to_string(), SecretSource::Literal)
+    };
+    if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://")
+        || url.starts_with("unix://"))
+    {
+        return Err(err("must start with redis:// or rediss://".into()));
+    }
+    // Parse it now so `hookgate check` catches it; the message is redis'
+    // fixed text, never the URL (it may carry a password).
+    let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .map_err(|e| err(format!("not a valid Redis URL: {e}")))?;
+    if source == SecretSource::Literal && info.redis_settings().password().is_some() {
+        warnings.push(Warning {
+            field: FIELD.to_string(),
+            message: "password in the config file: prefer env:NAME or file:PATH".into(),
+        });
+    }
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
+        warnings.push(Warning {
+            field: FIELD.to_string(),
+            message: "#insecure: the Redis server's certificate is not verified".into(),
+        });
+    }
+    Ok(Secret::new(url.into_bytes(), source, String::new()))
+}
+
 fn relative_to(config: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -932,6 +973,24 @@ secrets = ["env:LEVERS"]
         assert_eq!(c.replay.redis_prefix, "hookgate");
         assert_eq!(c.replay.redis_timeout, Duration::from_millis(250));
         assert_eq!(c.replay.on_store_error, OnStoreError::Allow);
+        assert!(
+            !format!("{c:?}").contains(":pw@"),
+            "the URL's password is redacted"
+        );
+        assert!(c.warnings.iter().any(|w| w.field == "replay.redis_url"));
+
+        let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"env:REDIS_URL\"\n");
+        let c = parse_with(
+            &text,
+            &[("LEVERS", "x"), ("REDIS_URL", "redis://:pw@h:1/0")],
+        )
+        .unwrap();
+        assert_eq!(c.replay.redis_url.unwrap().expose(), b"redis://:pw@h:1/0");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"redis://h\"\nredis_ca_file = \"ca.pem\"\n");
+        let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+        assert_eq!(e.field, "replay.redis_ca_file");
 
         let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"redis://:s3cret@\"\n");
         let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();

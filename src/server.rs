@@ -79,12 +79,17 @@ fn store(config: &Config, metrics: &Metrics) -> Result<Store, StartError> {
     match r.store {
         StoreKind::Memory => Ok(Store::Memory(MemoryStore::new(r.capacity, r.ttl, lease))),
         StoreKind::Redis => {
-            let Some(url) = r.redis_url.as_deref() else {
-                // config.rs requires redis_url with store = "redis"; stay total anyway.
+            // config.rs requires a UTF-8 redis_url with store = "redis"; stay total anyway.
+            let Some(url) = r
+                .redis_url
+                .as_ref()
+                .and_then(|u| std::str::from_utf8(u.expose()).ok())
+            else {
                 return Err(StartError::Setup("replay.redis_url is required".into()));
             };
             let opts = RedisOptions {
                 url,
+                ca_file: r.redis_ca_file.as_deref(),
                 prefix: &r.redis_prefix,
                 timeout: r.redis_timeout,
                 ttl: r.ttl,

@@ -36,6 +36,8 @@ struct Redis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Serve TLS only (`rediss://`), with the CA in `dir/ca.pem`.
+    tls: bool,
 }
 
 impl Redis {
@@ -48,14 +50,53 @@ impl Redis {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            tls: false,
+        };
+        r.spawn().await;
+        r
+    }
+
+    /// A TLS-only server whose certificate (for 127.0.0.1) a fresh private CA signed.
+    async fn start_tls() -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
+            .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        let mut r = Redis {
+            port: free_port(),
+            dir,
+            child: None,
+            tls: true,
         };
         r.spawn().await;
         r
     }
 
     async fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = Command::new("redis-server");
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name);
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(file("server.pem"))
+                .arg("--tls-key-file")
+                .arg(file("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(file("ca.pem"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -74,11 +115,15 @@ impl Redis {
         }
     }
 
-    /// PING over a raw socket, so the tests do not trust the client under test.
+    /// PING over a raw socket, so the tests do not trust the client under test
+    /// (over TLS: the port accepting connections is enough).
     async fn pong(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await else {
             return false;
         };
+        if self.tls {
+            return true;
+        }
         if s.write_all(b"PING\r\n").await.is_err() {
             return false;
         }
@@ -90,7 +135,8 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (its data is gone: no persistence).
@@ -556,6 +602,7 @@ async fn keys_are_prefixed_and_a_stale_holder_cannot_release_a_claim_taken_over(
     let url = redis.url();
     let opts = RedisOptions {
         url: &url,
+        ca_file: None,
         prefix: "hg-unit",
         timeout: Duration::from_secs(2),
         ttl: Duration::from_secs(3600),
@@ -594,4 +641,33 @@ async fn keys_are_prefixed_and_a_stale_holder_cannot_release_a_claim_taken_over(
         store.claim("stdwh", &id).await.unwrap(),
         Claim::Claimed(_)
     ));
+}
+
+#[tokio::test]
+async fn rediss_verifies_the_server_against_redis_ca_file() {
+    let redis = Redis::start_tls().await;
+    let app = Upstream::start().await;
+    let ca = redis.dir.path().join("ca.pem");
+    let trusting = redis_config(&app, &redis, "reject").replace(
+        "redis_prefix",
+        &format!("redis_ca_file = \"{}\"\nredis_prefix", ca.display()),
+    );
+    let gw = Gateway::start(&trusting).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz(&gw).await != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never ready over TLS");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(deliver(&gw, "msg_tls").await.status, StatusCode::OK);
+    assert!(is_duplicate(&deliver(&gw, "msg_tls").await));
+
+    // Without the private CA the system roots do not trust this server: no
+    // replay state goes over an unverified connection, and nothing is forwarded.
+    let untrusting = Gateway::start(&redis_config(&app, &redis, "reject")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(readyz(&untrusting).await, StatusCode::SERVICE_UNAVAILABLE);
+    let r = deliver(&untrusting, "msg_tls_2").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_accepted_ids_reached_app_once(&app, &["msg_tls"]);
+    assert_eq!(app.count(), 1);
 }

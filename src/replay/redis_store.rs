@@ -13,10 +13,11 @@
 //! and `/readyz` answers 503 until a PING gets through.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, RedisError, Script, TlsCertificates};
 
 use super::{Claim, StoreError, Ticket};
 use crate::metrics::{StoreMetrics, StoreOp};
@@ -58,6 +59,8 @@ pub struct RedisStore {
 /// How a Redis store is set up; `url` may hold a password, so it is never logged.
 pub struct RedisOptions<'a> {
     pub url: &'a str,
+    /// PEM roots to trust for `rediss://` instead of the system's.
+    pub ca_file: Option<&'a Path>,
     pub prefix: &'a str,
     pub timeout: Duration,
     pub ttl: Duration,
@@ -71,8 +74,23 @@ impl RedisStore {
     pub fn new(opts: &RedisOptions<'_>, metrics: StoreMetrics) -> Result<Self, StoreError> {
         // Redis' own message for a bad URL names the part that is wrong
         // without echoing the URL (which may carry a password).
-        let client = Client::open(opts.url)
-            .map_err(|e| StoreError::Unavailable(format!("redis_url: {e}")))?;
+        let client = match opts.ca_file {
+            None => Client::open(opts.url),
+            Some(file) => {
+                let pem = std::fs::read(file).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "cannot read replay.redis_ca_file {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                let certs = TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                Client::build_with_tls(opts.url, certs)
+            }
+        }
+        .map_err(|e| StoreError::Unavailable(format!("redis_url: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(opts.timeout))
             .set_response_timeout(Some(opts.timeout))
