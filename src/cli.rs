@@ -126,8 +126,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         config.listen.addr, config.upstream.target
     );
     println!("{:<24} {:<28} {:<18} secrets", "route", "path", "provider");
-    for r in runtime.routes.routes() {
-        let secrets: Vec<String> = config.routes[r_index(&config, &r.name)]
+    // Routes are kept in configuration order, so they pair with their config.
+    for (r, rc) in runtime.routes.routes().iter().zip(&config.routes) {
+        let secrets: Vec<String> = rc
             .secrets
             .iter()
             .map(|s| format!("{}={}", s.label, s.source))
@@ -141,14 +142,6 @@ fn check(path: &std::path::Path) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
-}
-
-fn r_index(config: &config::Config, name: &str) -> usize {
-    config
-        .routes
-        .iter()
-        .position(|r| r.name == name)
-        .unwrap_or(0)
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
