@@ -38,6 +38,8 @@ struct Redis {
     child: Option<Child>,
     /// Serve TLS only (`rediss://`), with the CA in `dir/ca.pem`.
     tls: bool,
+    /// `requirepass`, and in the URL.
+    password: Option<&'static str>,
 }
 
 impl Redis {
@@ -51,6 +53,7 @@ impl Redis {
             dir: tempfile::tempdir().unwrap(),
             child: None,
             tls: false,
+            password: None,
         };
         r.spawn().await;
         r
@@ -76,6 +79,7 @@ impl Redis {
             dir,
             child: None,
             tls: true,
+            password: None,
         };
         r.spawn().await;
         r
@@ -95,6 +99,9 @@ impl Redis {
                 .args(["--tls-auth-clients", "no"]);
         } else {
             cmd.args(["--port", &self.port.to_string()]);
+        }
+        if let Some(pw) = self.password {
+            cmd.args(["--requirepass", pw]);
         }
         let child = cmd
             .args(["--bind", "127.0.0.1"])
@@ -124,19 +131,27 @@ impl Redis {
         if self.tls {
             return true;
         }
-        if s.write_all(b"PING\r\n").await.is_err() {
+        let (ask, want) = match self.password {
+            Some(pw) => (format!("AUTH {pw}\r\nPING\r\n"), "+OK\r\n+PONG\r\n"),
+            None => ("PING\r\n".to_string(), "+PONG\r\n"),
+        };
+        if s.write_all(ask.as_bytes()).await.is_err() {
             return false;
         }
-        let mut buf = [0u8; 7];
+        let mut buf = vec![0u8; want.len()];
         matches!(
             tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await,
-            Ok(Ok(_)) if &buf == b"+PONG\r\n"
+            Ok(Ok(_)) if buf == want.as_bytes()
         )
     }
 
     fn url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
-        format!("{scheme}://127.0.0.1:{}/0", self.port)
+        let auth = self
+            .password
+            .map(|pw| format!(":{pw}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{auth}127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (its data is gone: no persistence).
@@ -467,6 +482,10 @@ struct Process {
 
 impl Process {
     async fn start(dir: &Path, toml: &str) -> Process {
+        Self::start_with_env(dir, toml, &[]).await
+    }
+
+    async fn start_with_env(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Process {
         let (port, admin) = (free_port(), free_port());
         let toml = toml
             .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
@@ -475,6 +494,7 @@ impl Process {
         std::fs::write(&path, toml).unwrap();
         let log = std::fs::File::create(dir.join("hookgate.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--config")
             .arg(&path)
@@ -670,4 +690,61 @@ async fn rediss_verifies_the_server_against_redis_ca_file() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_accepted_ids_reached_app_once(&app, &["msg_tls"]);
     assert_eq!(app.count(), 1);
+}
+
+#[test]
+fn the_redis_example_config_checks() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hookgate-redis.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config", example])
+        .env("HOOKGATE_REDIS_URL", "rediss://:pw@redis.internal:6380/0")
+        .env("LEVERS_WEBHOOK_SECRET", SVIX_SECRET)
+        .env("LEVANTA_WEBHOOK_SECRET", LEVANTA_SECRET)
+        .env("LEAFLINK_WEBHOOK_KEY", LEAFLINK_SECRET)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(":pw@"), "the Redis password leaked: {all}");
+}
+
+#[tokio::test]
+async fn the_redis_password_never_reaches_the_logs_even_at_trace() {
+    const PW: &str = "redis-pass-Zq8w1x";
+    let mut redis = Redis::start_on(free_port()).await;
+    redis.stop();
+    redis.password = Some(PW);
+    redis.spawn().await;
+    let app = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = redis_config(&app, &redis, "reject");
+    assert!(toml.contains(PW));
+    let gw = Process::start_with_env(
+        dir.path(),
+        &toml,
+        &[("HOOKGATE_LOG", "trace"), ("NO_COLOR", "1")],
+    )
+    .await;
+    let url = format!("http://{}{ROUTE}", gw.addr);
+    assert_eq!(
+        post(&url, &headers("msg_pw"), BODY).await.status,
+        StatusCode::OK
+    );
+    assert!(is_duplicate(&post(&url, &headers("msg_pw"), BODY).await));
+    // Redis down then back: the error and reconnect paths log too.
+    redis.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while post(&url, &headers("msg_pw_2"), BODY).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(gw);
+    let log = std::fs::read_to_string(dir.path().join("hookgate.log")).unwrap();
+    assert!(log.contains("msg_pw"), "the request lines are there: {log}");
+    assert!(log.contains("TRACE"), "trace level was on");
+    assert!(!log.contains(PW), "the Redis password leaked into the log");
 }
