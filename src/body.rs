@@ -1,15 +1,23 @@
-//! Reading a request body within `max_body` and `body_timeout`.
+//! Reading a request body within `max_body`, `body_timeout` and the global
+//! `max_buffered` budget.
 //!
 //! The declared `Content-Length` is checked first so an honest oversized
 //! upload is refused before a byte of it is read; the stream is then capped
 //! anyway, because `Content-Length` may be absent (chunked) or a lie.
+//!
+//! Every buffered byte is first reserved from one process-wide budget (a
+//! semaphore counting bytes): the declared length up front, or chunk by chunk
+//! for a chunked body. When the budget is spent the request is refused at
+//! once, so many concurrent maximum-size uploads cannot exhaust memory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Body;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
@@ -17,6 +25,60 @@ pub enum BodyError {
     Timeout,
     /// The client stopped sending or the body was malformed.
     Incomplete,
+    /// The global `max_buffered` budget is spent.
+    BudgetSpent,
+}
+
+/// The process-wide budget of buffered body bytes.
+pub struct Budget {
+    bytes: Arc<Semaphore>,
+    total: u64,
+}
+
+/// Bytes reserved from the budget; given back when dropped.
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    pub fn bytes(&self) -> usize {
+        self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+}
+
+impl Budget {
+    pub fn new(total: u64) -> Self {
+        // A semaphore holds at most `Semaphore::MAX_PERMITS` (2^61) permits:
+        // far beyond any real memory size, so the clamp never bites.
+        let permits = usize::try_from(total)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        Budget {
+            bytes: Arc::new(Semaphore::new(permits)),
+            total,
+        }
+    }
+
+    /// Bytes currently reserved by bodies being buffered or forwarded.
+    pub fn in_use(&self) -> u64 {
+        self.total
+            .saturating_sub(u64::try_from(self.bytes.available_permits()).unwrap_or(u64::MAX))
+    }
+
+    fn reserve(&self, into: &mut Reservation, n: usize) -> Result<(), BodyError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let n = u32::try_from(n).map_err(|_| BodyError::BudgetSpent)?;
+        let permit = Arc::clone(&self.bytes)
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::BudgetSpent)?;
+        match &mut into.permit {
+            Some(p) => p.merge(permit),
+            None => into.permit = Some(permit),
+        }
+        Ok(())
+    }
 }
 
 /// The declared length, if any and parseable.
@@ -37,21 +99,63 @@ pub fn check_declared(headers: &HeaderMap, max: u64) -> Result<(), BodyError> {
     }
 }
 
-/// Reads the whole body, at most `max` bytes, within `timeout`.
-pub async fn read<B>(body: B, max: u64, timeout: Duration) -> Result<Bytes, BodyError>
+/// Reads the whole body, at most `max` bytes, within `timeout`, reserving
+/// every byte from `budget` first. The reservation must be held for as long
+/// as the returned bytes live (until the forward is done).
+pub async fn read<B>(
+    body: B,
+    declared: Option<u64>,
+    max: u64,
+    timeout: Duration,
+    budget: &Budget,
+) -> Result<(Bytes, Reservation), BodyError>
 where
-    B: Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body<Data = Bytes> + Unpin,
 {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
-        .await
-        .map_err(|_| BodyError::Timeout)?;
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(_) => Err(BodyError::Incomplete),
+    let mut reserved = Reservation { permit: None };
+    if let Some(n) = declared {
+        // Already checked against `max`, so it fits in usize.
+        budget.reserve(&mut reserved, usize::try_from(n).unwrap_or(usize::MAX))?;
     }
+    let read = async {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Incomplete)?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers are not part of the signed bytes
+            };
+            len = len.saturating_add(data.len());
+            if len > limit {
+                return Err(BodyError::TooLarge);
+            }
+            // Reserve what the declared length did not already cover.
+            if len > reserved.bytes() {
+                let more = len - reserved.bytes();
+                budget.reserve(&mut reserved, more)?;
+            }
+            if !data.is_empty() {
+                chunks.push(data);
+            }
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => {
+                let mut buf = BytesMut::with_capacity(len);
+                for c in chunks {
+                    buf.extend_from_slice(&c);
+                }
+                buf.freeze()
+            }
+        })
+    };
+    let bytes = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| BodyError::Timeout)??;
+    Ok((bytes, reserved))
 }
 
 #[cfg(test)]
@@ -60,34 +164,96 @@ mod tests {
     use super::*;
     use http_body_util::Full;
 
+    fn budget() -> Budget {
+        Budget::new(1 << 20)
+    }
+
     #[tokio::test]
     async fn body_within_limit_is_read_whole() {
-        let b = read(
+        let (b, r) = read(
             Full::new(Bytes::from_static(b"hello")),
+            None,
             5,
             Duration::from_secs(1),
+            &budget(),
         )
         .await
         .unwrap();
         assert_eq!(&b[..], b"hello");
+        assert_eq!(r.bytes(), 5);
     }
 
     #[tokio::test]
     async fn body_over_limit_is_too_large() {
         let e = read(
             Full::new(Bytes::from_static(b"hello!")),
+            None,
             5,
             Duration::from_secs(1),
+            &budget(),
         )
         .await
-        .unwrap_err();
+        .err()
+        .unwrap();
         assert_eq!(e, BodyError::TooLarge);
     }
 
     #[tokio::test(start_paused = true)]
     async fn stalled_body_times_out() {
-        let e = read(Stalled, 5, Duration::from_secs(10)).await.unwrap_err();
+        let e = read(Stalled, None, 5, Duration::from_secs(10), &budget())
+            .await
+            .err()
+            .unwrap();
         assert_eq!(e, BodyError::Timeout);
+    }
+
+    #[tokio::test]
+    async fn declared_length_is_reserved_up_front_and_released_on_drop() {
+        let budget = Budget::new(10);
+        let (_, held) = read(
+            Full::new(Bytes::from_static(b"12345678")),
+            Some(8),
+            10,
+            Duration::from_secs(1),
+            &budget,
+        )
+        .await
+        .unwrap();
+        assert_eq!(budget.in_use(), 8);
+        // The budget cannot cover another declared 8 bytes: refused before reading.
+        let e = read(Stalled, Some(8), 10, Duration::from_secs(1), &budget)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e, BodyError::BudgetSpent);
+        drop(held);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn undeclared_body_is_reserved_chunk_by_chunk() {
+        let budget = Budget::new(6);
+        let _held = read(
+            Full::new(Bytes::from_static(b"1234")),
+            None,
+            10,
+            Duration::from_secs(1),
+            &budget,
+        )
+        .await
+        .unwrap();
+        let e = read(
+            Full::new(Bytes::from_static(b"1234")),
+            None,
+            10,
+            Duration::from_secs(1),
+            &budget,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(e, BodyError::BudgetSpent);
+        assert_eq!(budget.in_use(), 4, "a refused body gives its partial reservation back");
     }
 
     /// A body whose client never sends another byte.

@@ -156,12 +156,16 @@ fn run(path: &std::path::Path) -> ExitCode {
                 eprintln!("hookgate: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
+            Err(e @ server::StartError::Tls(_)) => {
+                eprintln!("hookgate: invalid configuration: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             Err(e) => {
                 eprintln!("hookgate: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        wait_for_signal(&running).await;
         tracing::info!("shutdown signal received");
         running.shutdown();
         running.wait().await;
@@ -170,19 +174,28 @@ fn run(path: &std::path::Path) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; reloads on every SIGHUP meanwhile.
+async fn wait_for_signal(running: &server::Running) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                // Logged and counted inside; the old configuration keeps serving on error.
+                let _ = running.reload();
+            }
+        }
     }
 }
 

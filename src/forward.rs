@@ -1,6 +1,12 @@
-//! The upstream client: exact bytes, hop-by-hop policy, keep-alive pool and timeout.
+//! The upstream client: exact bytes, hop-by-hop policy, keep-alive pool and
+//! timeout, over `http://`, `https://` (rustls) or a `unix:` socket.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,9 +15,11 @@ use http::uri::{Authority, Scheme};
 use http::{request, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::UnixStream;
 
 use crate::config::{Upstream, UpstreamTarget};
 
@@ -35,8 +43,15 @@ pub struct Origin {
 #[error("upstream.url: {0}")]
 pub struct SetupError(pub String);
 
+/// The pooled client for each kind of upstream: one closed set, one match.
+enum Pool {
+    /// `http://` and `https://`: the TLS connector passes plain http through.
+    Tcp(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Unix(Client<UnixConnector, Full<Bytes>>),
+}
+
 pub struct Forwarder {
-    client: Client<HttpConnector, Full<Bytes>>,
+    pool: Pool,
     scheme: Scheme,
     authority: Authority,
     timeout: Duration,
@@ -45,32 +60,50 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(upstream: &Upstream) -> Result<Self, SetupError> {
-        let (scheme, authority) = match &upstream.target {
-            UpstreamTarget::Http {
-                https: false,
-                authority,
-            } => (
-                Scheme::HTTP,
-                authority
+        let builder = {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(1024);
+            b
+        };
+        let (pool, scheme, authority) = match &upstream.target {
+            UpstreamTarget::Http { https, authority } => {
+                let authority = authority
                     .parse::<Authority>()
-                    .map_err(|e| SetupError(e.to_string()))?,
-            ),
-            UpstreamTarget::Http { https: true, .. } | UpstreamTarget::Unix(_) => {
-                return Err(SetupError(
-                    "https:// and unix: upstreams are not supported by this build".into(),
-                ))
+                    .map_err(|e| SetupError(e.to_string()))?;
+                let mut http = HttpConnector::new();
+                http.set_nodelay(true);
+                http.set_keepalive(Some(Duration::from_secs(60)));
+                http.set_connect_timeout(Some(upstream.timeout));
+                // The TLS layer decides by the URI's scheme, set from the config below.
+                http.enforce_http(false);
+                let tls = crate::tls::client_config(upstream.ca_file.as_deref()).map_err(|e| {
+                    SetupError(format!("upstream.ca_file: {e}"))
+                })?;
+                let connector = HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http1()
+                    .enable_http2()
+                    .wrap_connector(http);
+                let scheme = if *https { Scheme::HTTPS } else { Scheme::HTTP };
+                (Pool::Tcp(builder.build(connector)), scheme, authority)
+            }
+            UpstreamTarget::Unix(path) => {
+                let connector = UnixConnector {
+                    path: Arc::new(path.clone()),
+                };
+                // The socket path is the address; the authority only names the
+                // pool's one host (the request's own Host header is kept).
+                (
+                    Pool::Unix(builder.build(connector)),
+                    Scheme::HTTP,
+                    Authority::from_static("localhost"),
+                )
             }
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.set_connect_timeout(Some(upstream.timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Ok(Forwarder {
-            client,
+            pool,
             scheme,
             authority,
             timeout: upstream.timeout,
@@ -129,7 +162,13 @@ impl Forwarder {
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
 
-        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let sent = async {
+            match &self.pool {
+                Pool::Tcp(c) => c.request(req).await,
+                Pool::Unix(c) => c.request(req).await,
+            }
+        };
+        let mut resp = match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => return Err(ForwardError::Timeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "upstream request failed");
@@ -139,6 +178,27 @@ impl Forwarder {
         };
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
+    }
+}
+
+/// Connects every request to one unix socket (the sidecar setup).
+#[derive(Clone)]
+struct UnixConnector {
+    path: Arc<PathBuf>,
+}
+
+impl tower_service::Service<Uri> for UnixConnector {
+    type Response = TokioIo<UnixStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let path = Arc::clone(&self.path);
+        Box::pin(async move { Ok(TokioIo::new(UnixStream::connect(&*path).await?)) })
     }
 }
 

@@ -11,7 +11,10 @@
 //!
 //! - `cli`      the command line: `run`, `check`, `sign`, `demo`; exit codes
 //! - `config`   raw TOML -> validated `Config`; `Secret` with redacted `Debug`
-//! - `server`   bind -> accept -> hyper-util auto builder -> graceful drain
+//! - `server`   bind -> accept -> TLS -> hyper-util auto builder -> graceful drain
+//! - `tls`      PEM -> rustls `ServerConfig` (ALPN h2 + http/1.1), cert reload,
+//!   the upstream client's `ClientConfig`
+//! - `reload`   SIGHUP and file watching: rebuild, validate, swap atomically
 //! - `admin`    `/metrics`, `/healthz`, `/readyz` on the admin port
 //! - `proxy`    one request: route -> body -> verify -> replay -> forward, and
 //!   the single place outcomes become responses, metrics and log lines
@@ -33,5 +36,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod replay;
 pub mod route;
+pub mod reload;
 pub mod server;
+pub mod tls;
 pub mod verify;

@@ -162,6 +162,14 @@ pub struct Metrics {
     pub replay_entries: IntGauge,
     pub config_reloads: IntCounterVec,
     pub tls_handshake_errors: IntCounter,
+    /// `accept(2)` failures on the public listener (EMFILE, ENFILE, ...).
+    pub accept_errors: IntCounter,
+    /// Public connections that ended with an I/O or protocol error (resets,
+    /// header timeouts, malformed requests), after the TLS handshake.
+    pub connection_errors: IntCounter,
+    pub open_connections: IntGauge,
+    /// Body bytes reserved against `limits.max_buffered` right now.
+    pub buffered_bytes: IntGauge,
 }
 
 /// A route's counters, resolved once.
@@ -302,6 +310,22 @@ impl Metrics {
             "hookgate_tls_handshake_errors_total",
             "TLS handshakes that failed.",
         ));
+        let accept_errors = must(IntCounter::new(
+            "hookgate_accept_errors_total",
+            "Failed accepts on the public listener (e.g. out of file descriptors).",
+        ));
+        let connection_errors = must(IntCounter::new(
+            "hookgate_connection_errors_total",
+            "Public connections that ended with an error (reset, header timeout, bad request).",
+        ));
+        let open_connections = must(IntGauge::new(
+            "hookgate_open_connections",
+            "Public connections open now (limits.max_connections caps it).",
+        ));
+        let buffered_bytes = must(IntGauge::new(
+            "hookgate_buffered_bytes",
+            "Request body bytes held now (limits.max_buffered caps it).",
+        ));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejections.clone()),
@@ -315,6 +339,10 @@ impl Metrics {
             Box::new(replay_entries.clone()),
             Box::new(config_reloads.clone()),
             Box::new(tls_handshake_errors.clone()),
+            Box::new(accept_errors.clone()),
+            Box::new(connection_errors.clone()),
+            Box::new(open_connections.clone()),
+            Box::new(buffered_bytes.clone()),
         ] {
             must(registry.register(c));
         }
@@ -339,6 +367,10 @@ impl Metrics {
             replay_entries,
             config_reloads,
             tls_handshake_errors,
+            accept_errors,
+            connection_errors,
+            open_connections,
+            buffered_bytes,
         }
     }
 

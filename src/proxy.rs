@@ -41,6 +41,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     unmatched: RouteMetrics,
     inflight: Semaphore,
+    /// `limits.max_buffered`: bytes of bodies held at once, across all requests.
+    pub buffered: body::Budget,
     clock: Clock,
 }
 
@@ -58,6 +60,7 @@ impl Proxy {
         forwarder: Arc<Forwarder>,
         metrics: Arc<Metrics>,
         max_inflight: usize,
+        max_buffered: u64,
         clock: Clock,
     ) -> Self {
         let unmatched = metrics.route("unmatched", &[]);
@@ -68,6 +71,7 @@ impl Proxy {
             metrics,
             unmatched,
             inflight: Semaphore::new(max_inflight),
+            buffered: body::Budget::new(max_buffered),
             clock,
         }
     }
@@ -103,14 +107,27 @@ impl Proxy {
         }
         let (parts, incoming) = req.into_parts();
         let read = match body::check_declared(&parts.headers, runtime.max_body) {
-            Ok(()) => body::read(incoming, runtime.max_body, runtime.body_timeout).await,
+            Ok(()) => {
+                body::read(
+                    incoming,
+                    body::declared_length(&parts.headers),
+                    runtime.max_body,
+                    runtime.body_timeout,
+                    &self.buffered,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
-        let bytes = match read {
+        // `reservation` keeps the body's bytes counted against `max_buffered`
+        // for as long as they are held: until the forward below is done.
+        self.metrics.buffered_bytes.set(gauge(self.buffered.in_use()));
+        let (bytes, reservation) = match read {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return (End::Rejected(Reason::BodyTooLarge), None),
             Err(BodyError::Timeout) => return (End::Rejected(Reason::Timeout), None),
             Err(BodyError::Incomplete) => return (End::Rejected(Reason::BadRequest), None),
+            Err(BodyError::BudgetSpent) => return (End::Rejected(Reason::Overloaded), None),
         };
 
         let path_and_query = parts
@@ -174,6 +191,8 @@ impl Proxy {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let result = this.forwarder.forward(parts, bytes, origin).await;
+            drop(reservation);
+            this.metrics.buffered_bytes.set(gauge(this.buffered.in_use()));
             let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {
                 metrics
@@ -311,6 +330,10 @@ fn forward_reason(e: ForwardError) -> Reason {
         ForwardError::Unavailable => Reason::UpstreamUnavailable,
         ForwardError::Timeout => Reason::UpstreamTimeout,
     }
+}
+
+fn gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn allow_header(route: &Route) -> Option<HeaderValue> {
