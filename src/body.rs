@@ -42,7 +42,9 @@ pub struct Reservation {
 
 impl Reservation {
     pub fn bytes(&self) -> usize {
-        self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+        self.permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
     }
 }
 
@@ -253,7 +255,11 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(e, BodyError::BudgetSpent);
-        assert_eq!(budget.in_use(), 4, "a refused body gives its partial reservation back");
+        assert_eq!(
+            budget.in_use(),
+            4,
+            "a refused body gives its partial reservation back"
+        );
     }
 
     /// A body whose client never sends another byte.

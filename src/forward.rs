@@ -77,9 +77,8 @@ impl Forwarder {
                 http.set_connect_timeout(Some(upstream.timeout));
                 // The TLS layer decides by the URI's scheme, set from the config below.
                 http.enforce_http(false);
-                let tls = crate::tls::client_config(upstream.ca_file.as_deref()).map_err(|e| {
-                    SetupError(format!("upstream.ca_file: {e}"))
-                })?;
+                let tls = crate::tls::client_config(upstream.ca_file.as_deref())
+                    .map_err(|e| SetupError(format!("upstream.ca_file: {e}")))?;
                 let connector = HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_or_http()

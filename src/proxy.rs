@@ -121,7 +121,9 @@ impl Proxy {
         };
         // `reservation` keeps the body's bytes counted against `max_buffered`
         // for as long as they are held: until the forward below is done.
-        self.metrics.buffered_bytes.set(gauge(self.buffered.in_use()));
+        self.metrics
+            .buffered_bytes
+            .set(gauge(self.buffered.in_use()));
         let (bytes, reservation) = match read {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return (End::Rejected(Reason::BodyTooLarge), None),
@@ -192,7 +194,9 @@ impl Proxy {
             let started = Instant::now();
             let result = this.forwarder.forward(parts, bytes, origin).await;
             drop(reservation);
-            this.metrics.buffered_bytes.set(gauge(this.buffered.in_use()));
+            this.metrics
+                .buffered_bytes
+                .set(gauge(this.buffered.in_use()));
             let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {
                 metrics

@@ -130,7 +130,9 @@ impl Reloader {
             // File reads block: keep them off the request threads.
             let reloaded = tokio::task::spawn_blocking(move || {
                 if this.changed() {
-                    tracing::info!("a configuration, secret or certificate file changed: reloading");
+                    tracing::info!(
+                        "a configuration, secret or certificate file changed: reloading"
+                    );
                     // The outcome is logged and counted inside.
                     let _ = this.reload();
                 }
@@ -185,17 +187,32 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         (
             "admin.addr",
-            differs(&old.admin.as_ref().map(|a| a.addr), &new.admin.as_ref().map(|a| a.addr)),
+            differs(
+                &old.admin.as_ref().map(|a| a.addr),
+                &new.admin.as_ref().map(|a| a.addr),
+            ),
         ),
         ("upstream", differs(&old.upstream, &new.upstream)),
         ("replay", differs(&old.replay, &new.replay)),
         ("limits.max_buffered", o.max_buffered != n.max_buffered),
-        ("limits.header_timeout", o.header_timeout != n.header_timeout),
+        (
+            "limits.header_timeout",
+            o.header_timeout != n.header_timeout,
+        ),
         ("limits.max_inflight", o.max_inflight != n.max_inflight),
-        ("limits.max_connections", o.max_connections != n.max_connections),
+        (
+            "limits.max_connections",
+            o.max_connections != n.max_connections,
+        ),
         ("limits.max_headers", o.max_headers != n.max_headers),
-        ("limits.max_header_bytes", o.max_header_bytes != n.max_header_bytes),
-        ("limits.shutdown_grace", o.shutdown_grace != n.shutdown_grace),
+        (
+            "limits.max_header_bytes",
+            o.max_header_bytes != n.max_header_bytes,
+        ),
+        (
+            "limits.shutdown_grace",
+            o.shutdown_grace != n.shutdown_grace,
+        ),
     ]
     .into_iter()
     .filter_map(|(field, changed)| changed.then_some(field))
