@@ -362,6 +362,115 @@ async fn garbage_and_plaintext_on_the_tls_port_are_counted_and_serving_goes_on()
     assert_eq!(reply.status, StatusCode::OK);
 }
 
+/// Runs `openssl` (installed by `.ci/run`) and returns its stdout.
+fn openssl(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("openssl is needed for this test (.ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn rsa_and_ecdsa_keys_in_pkcs8_pkcs1_and_sec1_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("hookgate test CA");
+    let rsa_pkcs8 = openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ],
+        "",
+    );
+    let rsa_pkcs1 = openssl(&["rsa", "-traditional"], &rsa_pkcs8);
+    let ec_pkcs8 = KeyPair::generate().unwrap().serialize_pem();
+    let ec_sec1 = openssl(&["ec"], &ec_pkcs8);
+    assert!(rsa_pkcs8.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(rsa_pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(ec_sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    let upstream = Upstream::start().await;
+    for (name, key_pem, signing_pem) in [
+        ("rsa-pkcs8", &rsa_pkcs8, &rsa_pkcs8),
+        ("rsa-pkcs1", &rsa_pkcs1, &rsa_pkcs8),
+        ("ec-pkcs8", &ec_pkcs8, &ec_pkcs8),
+        ("ec-sec1", &ec_sec1, &ec_pkcs8),
+    ] {
+        let leaf_key = KeyPair::from_pem(signing_pem).unwrap();
+        let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.signed_by(&leaf_key, &ca.issuer).unwrap();
+        let cert_path = write(
+            dir.path(),
+            &format!("{name}.crt"),
+            &format!("{}{}", cert.pem(), ca.pem),
+        );
+        let key_path = write(dir.path(), &format!("{name}.key"), key_pem);
+        let gw = Gateway::start(&gateway_toml(
+            &format!("tls_cert = {cert_path:?}\ntls_key = {key_path:?}"),
+            &upstream.url(),
+            "",
+            SVIX_SECRET,
+        ))
+        .await;
+        let tls = tls_connect(gw.addr, &ca.der, &[b"http/1.1"]).await;
+        assert_eq!(peer_cert(&tls), *cert.der(), "{name}");
+        assert_eq!(
+            tls.get_ref().1.peer_certificates().unwrap().len(),
+            2,
+            "{name}: the whole chain is sent"
+        );
+        let mut h1 = h1_sender(tls).await;
+        let sent = svix(&format!("msg_{name}"), BODY);
+        let reply = collect(
+            h1.send_request(signed_request("/webhooks/levers", Some("x"), &sent, BODY))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn plain_http2_with_prior_knowledge_is_served() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&gateway_toml("", &upstream.url(), "", SVIX_SECRET)).await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let sent = svix("msg_h2c", BODY);
+    let reply = collect(
+        h2.send_request(signed_request(
+            &format!("http://localhost:{}/webhooks/levers", gw.addr.port()),
+            None,
+            &sent,
+            BODY,
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_same(&upstream.received()[0], &sent, BODY);
+}
+
 #[tokio::test]
 async fn a_key_that_does_not_match_the_certificate_is_refused_at_startup() {
     let dir = tempfile::tempdir().unwrap();
@@ -917,7 +1026,21 @@ struct Proc {
 
 impl Proc {
     fn start(config: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        Self::start_with(config, None)
+    }
+
+    /// Starts the binary, optionally with a lower file descriptor limit.
+    fn start_with(config: &Path, max_fds: Option<u32>) -> Proc {
+        let mut command = match max_fds {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}"))
+                    .arg(env!("CARGO_BIN_EXE_hookgate"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_hookgate")),
+        };
+        let mut child = command
             .args(["--log-format", "json", "run", "--config"])
             .arg(config)
             .env("HOOKGATE_LOG", "info")
@@ -1131,4 +1254,47 @@ async fn a_changed_secret_file_is_picked_up_without_a_signal() {
         async move { post(&url, &h, BODY).await.status == StatusCode::OK }
     })
     .await;
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start().await;
+    let config = write(
+        dir.path(),
+        "hookgate.toml",
+        &gateway_toml("", &upstream.url(), "", SVIX_SECRET),
+    );
+    // The gateway gets 64 file descriptors; the flood below needs more.
+    let mut proc = Proc::start_with(&config, Some(64));
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        // The kernel completes these handshakes into the listen backlog
+        // whether or not hookgate can accept them.
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(proc.addr)).await
+        {
+            flood.push(s);
+        }
+    }
+    let log = proc.log.clone();
+    eventually(|| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("accept failed"))
+    })
+    .await;
+    drop(flood);
+
+    // Once the flood's connections are gone the gateway serves again, and says what happened.
+    let url = format!("http://{}/webhooks/levers", proc.addr);
+    let reply = post(&url, &svix("msg_after_emfile", BODY), BODY).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let errors = metric(proc.admin, "hookgate_accept_errors_total").await;
+    eprintln!("accept errors counted: {errors}");
+    assert!(errors >= 1.0);
+    assert!(proc.logged("Too many open files"));
+    proc.signal("TERM");
+    assert_eq!(proc.exit_code().await, Some(0));
 }
