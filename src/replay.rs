@@ -46,8 +46,9 @@ pub enum StoreError {
 pub enum Store {
     /// Per process: the default, and all a single replica needs.
     Memory(MemoryStore),
-    /// Shared by every replica that points at the same Redis and prefix.
-    Redis(RedisStore),
+    /// Shared by every replica that points at the same Redis and prefix
+    /// (boxed: its client and connection settings dwarf the memory store).
+    Redis(Box<RedisStore>),
 }
 
 impl Store {

@@ -114,7 +114,7 @@ fn store(config: &Config, metrics: &Metrics) -> Result<Store, StartError> {
             };
             let store = crate::replay::RedisStore::new(&opts, metrics.store())
                 .map_err(|e| StartError::Setup(e.to_string()))?;
-            Ok(Store::Redis(store))
+            Ok(Store::Redis(Box::new(store)))
         }
     }
 }

@@ -629,7 +629,7 @@ async fn keys_are_prefixed_and_a_stale_holder_cannot_release_a_claim_taken_over(
         lease: Duration::from_millis(300),
     };
     let metrics = hookgate::metrics::Metrics::new();
-    let store = Store::Redis(RedisStore::new(&opts, metrics.store()).unwrap());
+    let store = Store::Redis(Box::new(RedisStore::new(&opts, metrics.store()).unwrap()));
     assert!(store.ready().await);
     let id = [7u8; 32];
 
@@ -747,4 +747,41 @@ async fn the_redis_password_never_reaches_the_logs_even_at_trace() {
     assert!(log.contains("msg_pw"), "the request lines are there: {log}");
     assert!(log.contains("TRACE"), "trace level was on");
     assert!(!log.contains(PW), "the Redis password leaked into the log");
+}
+
+#[tokio::test]
+async fn recovers_after_redis_came_back_refusing_hookgate_for_a_while() {
+    let mut redis = Redis::start_on(free_port()).await;
+    redis.stop();
+    redis.password = Some("the-right-one");
+    redis.spawn().await;
+    let app = Upstream::start().await;
+    let gw = Gateway::start(&redis_config(&app, &redis, "reject")).await;
+    assert_eq!(deliver(&gw, "msg_auth_1").await.status, StatusCode::OK);
+
+    // Redis comes back with another password (a botched rollout): every claim
+    // fails, and the connection attempts fail at AUTH, not at the socket.
+    let gw_url = redis_config(&app, &redis, "reject");
+    assert!(gw_url.contains("the-right-one"));
+    redis.stop();
+    redis.password = Some("a-wrong-one");
+    redis.spawn().await;
+    for i in 0..5 {
+        let r = deliver(&gw, &format!("msg_auth_during_{i}")).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(readyz(&gw).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Fixed: hookgate must get back on its own, without a restart.
+    redis.stop();
+    redis.password = Some("the-right-one");
+    redis.spawn().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deliver(&gw, "msg_auth_2").await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "stuck after Redis was fixed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(is_duplicate(&deliver(&gw, "msg_auth_2").await));
+    assert_eq!(app.count(), 2);
 }

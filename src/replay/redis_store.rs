@@ -14,13 +14,22 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script, TlsCertificates};
 
 use super::{Claim, StoreError, Ticket};
 use crate::metrics::{StoreMetrics, StoreOp};
+
+/// After failing this long without a success, the connection manager is
+/// replaced. The manager reconnects by itself only after I/O errors; one whose
+/// connection attempt failed another way (AUTH refused while a password was
+/// being rotated, a TLS or handshake error) would otherwise keep answering
+/// that error until hookgate restarts.
+const REBUILD_AFTER: Duration = Duration::from_secs(3);
 
 /// The value of a delivered id; tokens are 16 hex digits, so never equal to it.
 const DELIVERED: &str = "D";
@@ -46,7 +55,13 @@ return 0
 ";
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// Swapped for a fresh manager when Redis has failed for `REBUILD_AFTER`.
+    conn: ArcSwap<ConnectionManager>,
+    /// Milliseconds after `born` when the current run of failures began; 0 = healthy.
+    failing_since: AtomicU64,
+    born: Instant,
     prefix: String,
     ttl_ms: u64,
     lease_ms: u64,
@@ -103,10 +118,14 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(200))
             .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         Ok(RedisStore {
-            conn,
+            client,
+            config,
+            conn: ArcSwap::from_pointee(conn),
+            failing_since: AtomicU64::new(0),
+            born: Instant::now(),
             prefix: opts.prefix.to_string(),
             ttl_ms: millis(opts.ttl),
             lease_ms: millis(opts.lease),
@@ -115,6 +134,53 @@ impl RedisStore {
             release: Script::new(RELEASE),
             metrics,
         })
+    }
+
+    /// A handle on the current connection (commands need `&mut`; clones share it).
+    fn conn(&self) -> ConnectionManager {
+        ConnectionManager::clone(&self.conn.load())
+    }
+
+    /// Tracks runs of failures and replaces a manager that has failed for too long.
+    fn note(&self, ok: bool) {
+        if ok {
+            if self.failing_since.load(Ordering::Relaxed) != 0 {
+                self.failing_since.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        // +1: a failure in the first millisecond must not look like "healthy".
+        let now = u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let Err(since) =
+            self.failing_since
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+        else {
+            return;
+        };
+        let rebuild_after = u64::try_from(REBUILD_AFTER.as_millis()).unwrap_or(u64::MAX);
+        // Only the caller that moves the start of the run forward rebuilds.
+        if now.saturating_sub(since) >= rebuild_after
+            && self
+                .failing_since
+                .compare_exchange(since, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+            {
+                Ok(fresh) => {
+                    self.conn.store(std::sync::Arc::new(fresh));
+                    tracing::warn!(
+                        failing_for = ?Duration::from_millis(now.saturating_sub(since)),
+                        "replay store: redis keeps failing; starting over with a fresh connection"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "replay store: cannot renew the redis connection")
+                }
+            }
+        }
     }
 
     fn redis_key(&self, key: &[u8; 32]) -> String {
@@ -142,6 +208,7 @@ impl RedisStore {
         };
         self.metrics
             .observe(op, started.elapsed().as_secs_f64(), result.is_ok());
+        self.note(result.is_ok());
         result
     }
 
@@ -150,7 +217,7 @@ impl RedisStore {
         // stale holder can never release a claim another instance took over.
         let token: u64 = rand::random();
         let token_text = format!("{token:016x}");
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut invocation = self.claim.key(self.redis_key(&key));
         invocation
             .arg(&token_text)
@@ -171,7 +238,7 @@ impl RedisStore {
 
     pub async fn delivered(&self, ticket: &Ticket) -> Result<(), StoreError> {
         // Delivered wins even if the lease lapsed meanwhile: the application accepted it.
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.redis_key(&ticket.key))
             .arg(DELIVERED)
@@ -184,7 +251,7 @@ impl RedisStore {
     }
 
     pub async fn release(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut invocation = self.release.key(self.redis_key(&ticket.key));
         invocation.arg(format!("{:016x}", ticket.token));
         let _: i64 = self
@@ -195,7 +262,7 @@ impl RedisStore {
 
     /// One PING within the timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let cmd = redis::cmd("PING");
         let _: String = self.call(StoreOp::Ping, cmd.query_async(&mut conn)).await?;
         Ok(())
