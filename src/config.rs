@@ -135,6 +135,21 @@ pub struct Replay {
     pub on_store_error: OnStoreError,
 }
 
+impl Replay {
+    /// Whether `other` keeps the same store (everything but `on_store_error`,
+    /// which a reload applies). Compares the Redis URL itself, which `Debug` redacts.
+    pub fn same_store(&self, other: &Replay) -> bool {
+        let url = |r: &Replay| r.redis_url.as_ref().map(|u| u.expose().to_vec());
+        self.store == other.store
+            && self.capacity == other.capacity
+            && self.ttl == other.ttl
+            && url(self) == url(other)
+            && self.redis_ca_file == other.redis_ca_file
+            && self.redis_prefix == other.redis_prefix
+            && self.redis_timeout == other.redis_timeout
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Enforce,
@@ -996,6 +1011,23 @@ secrets = ["env:LEVERS"]
         let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
         assert_eq!(e.field, "replay.redis_url");
         assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_changed_redis_url_is_a_changed_store_though_debug_redacts_it() {
+        let with = |url: &str, on_error: &str| {
+            let text = format!(
+                "{BASE}[replay]\nstore = \"redis\"\nredis_url = \"{url}\"\non_store_error = \"{on_error}\"\n"
+            );
+            parse_with(&text, &[("LEVERS", "x")]).unwrap().replay
+        };
+        let a = with("redis://a:6379/0", "reject");
+        assert!(a.same_store(&with("redis://a:6379/0", "allow")));
+        assert!(!a.same_store(&with("redis://b:6379/0", "reject")));
+        assert_eq!(
+            format!("{:?}", a.redis_url),
+            format!("{:?}", with("redis://b:6379/0", "reject").redis_url)
+        );
     }
 
     #[test]

@@ -193,7 +193,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
             ),
         ),
         ("upstream", differs(&old.upstream, &new.upstream)),
-        ("replay", differs(&old.replay, &new.replay)),
+        ("replay", !old.replay.same_store(&new.replay)),
         ("limits.max_buffered", o.max_buffered != n.max_buffered),
         (
             "limits.header_timeout",
