@@ -285,10 +285,15 @@ async fn a_delivery_through_one_instance_is_a_duplicate_through_the_other() {
 async fn in_flight_on_one_instance_is_409_on_the_other_then_a_duplicate() {
     let redis = Redis::start().await;
     let app = Upstream::start().await;
-    let a = Gateway::start(&redis_config(&app, &redis, "reject")).await;
-    let b = Gateway::start(&redis_config(&app, &redis, "reject")).await;
+    // The app holds the request 3 s (within a 10 s upstream.timeout): ample
+    // time for the other instance's attempt, even on a loaded machine.
+    let toml =
+        redis_config(&app, &redis, "reject").replace("timeout = \"2s\"", "timeout = \"10s\"");
+    assert!(toml.contains("timeout = \"10s\""));
+    let a = Gateway::start(&toml).await;
+    let b = Gateway::start(&toml).await;
     app.answer_with(Answer {
-        delay: Duration::from_millis(1500),
+        delay: Duration::from_secs(3),
         ..Answer::default()
     });
 
@@ -541,8 +546,11 @@ async fn a_hookgate_killed_mid_request_blocks_the_id_only_until_its_lease_lapses
     let redis = Redis::start().await;
     let app = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    // upstream.timeout 3s -> the claim's lease is 3s + 5s margin.
-    let toml = redis_config(&app, &redis, "reject").replace("timeout = \"2s\"", "timeout = \"3s\"");
+    // upstream.timeout 5s -> the claim's lease is 5s + 5s margin. The kill
+    // must land within those 5 s, or the dead-to-be instance's own timeout
+    // would release the claim first.
+    let toml = redis_config(&app, &redis, "reject").replace("timeout = \"2s\"", "timeout = \"5s\"");
+    assert!(toml.contains("timeout = \"5s\""));
     let mut doomed = Process::start(dir.path(), &toml).await;
     let survivor = Gateway::start(&toml).await;
 
@@ -594,7 +602,7 @@ async fn a_hookgate_killed_mid_request_blocks_the_id_only_until_its_lease_lapses
     assert_eq!(through.status, StatusCode::OK);
     assert_eq!(through.text(), r#"{"ok":true}"#);
     assert!(
-        killed_at.elapsed() >= Duration::from_secs(4),
+        killed_at.elapsed() >= Duration::from_secs(5),
         "lapsed after {:?}, before the lease could have",
         killed_at.elapsed()
     );
