@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Body;
+use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +34,21 @@ pub enum BodyError {
 pub struct Budget {
     bytes: Arc<Semaphore>,
     total: u64,
+    /// Mirrors the bytes reserved, for `/metrics`.
+    gauge: IntGauge,
 }
 
 /// Bytes reserved from the budget; given back when dropped.
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
+    gauge: IntGauge,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.gauge
+            .sub(i64::try_from(self.bytes()).unwrap_or(i64::MAX));
+    }
 }
 
 impl Reservation {
@@ -49,7 +60,8 @@ impl Reservation {
 }
 
 impl Budget {
-    pub fn new(total: u64) -> Self {
+    /// `gauge` follows the bytes reserved (`hookgate_buffered_bytes`).
+    pub fn new(total: u64, gauge: IntGauge) -> Self {
         // A semaphore holds at most `Semaphore::MAX_PERMITS` (2^61) permits:
         // far beyond any real memory size, so the clamp never bites.
         let permits = usize::try_from(total)
@@ -58,6 +70,7 @@ impl Budget {
         Budget {
             bytes: Arc::new(Semaphore::new(permits)),
             total,
+            gauge,
         }
     }
 
@@ -79,6 +92,7 @@ impl Budget {
             Some(p) => p.merge(permit),
             None => into.permit = Some(permit),
         }
+        self.gauge.add(i64::from(n));
         Ok(())
     }
 }
@@ -115,7 +129,10 @@ where
     B: Body<Data = Bytes> + Unpin,
 {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let mut reserved = Reservation { permit: None };
+    let mut reserved = Reservation {
+        permit: None,
+        gauge: budget.gauge.clone(),
+    };
     if let Some(n) = declared {
         // Already checked against `max`, so it fits in usize.
         budget.reserve(&mut reserved, usize::try_from(n).unwrap_or(usize::MAX))?;
@@ -167,7 +184,7 @@ mod tests {
     use http_body_util::Full;
 
     fn budget() -> Budget {
-        Budget::new(1 << 20)
+        Budget::new(1 << 20, IntGauge::new("b", "b").unwrap())
     }
 
     #[tokio::test]
@@ -211,7 +228,8 @@ mod tests {
 
     #[tokio::test]
     async fn declared_length_is_reserved_up_front_and_released_on_drop() {
-        let budget = Budget::new(10);
+        let gauge = IntGauge::new("b", "b").unwrap();
+        let budget = Budget::new(10, gauge.clone());
         let (_, held) = read(
             Full::new(Bytes::from_static(b"12345678")),
             Some(8),
@@ -222,6 +240,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(budget.in_use(), 8);
+        assert_eq!(gauge.get(), 8);
         // The budget cannot cover another declared 8 bytes: refused before reading.
         let e = read(Stalled, Some(8), 10, Duration::from_secs(1), &budget)
             .await
@@ -230,11 +249,13 @@ mod tests {
         assert_eq!(e, BodyError::BudgetSpent);
         drop(held);
         assert_eq!(budget.in_use(), 0);
+        assert_eq!(gauge.get(), 0);
     }
 
     #[tokio::test]
     async fn undeclared_body_is_reserved_chunk_by_chunk() {
-        let budget = Budget::new(6);
+        let gauge = IntGauge::new("b", "b").unwrap();
+        let budget = Budget::new(6, gauge.clone());
         let _held = read(
             Full::new(Bytes::from_static(b"1234")),
             None,
@@ -260,6 +281,7 @@ mod tests {
             4,
             "a refused body gives its partial reservation back"
         );
+        assert_eq!(gauge.get(), 4);
     }
 
     /// A body whose client never sends another byte.

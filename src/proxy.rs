@@ -64,6 +64,7 @@ impl Proxy {
         clock: Clock,
     ) -> Self {
         let unmatched = metrics.route("unmatched", &[]);
+        let buffered = body::Budget::new(max_buffered, metrics.buffered_bytes.clone());
         Proxy {
             runtime: ArcSwap::from_pointee(runtime),
             store,
@@ -71,7 +72,7 @@ impl Proxy {
             metrics,
             unmatched,
             inflight: Semaphore::new(max_inflight),
-            buffered: body::Budget::new(max_buffered),
+            buffered,
             clock,
         }
     }
@@ -121,9 +122,6 @@ impl Proxy {
         };
         // `reservation` keeps the body's bytes counted against `max_buffered`
         // for as long as they are held: until the forward below is done.
-        self.metrics
-            .buffered_bytes
-            .set(gauge(self.buffered.in_use()));
         let (bytes, reservation) = match read {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return (End::Rejected(Reason::BodyTooLarge), None),
@@ -194,9 +192,6 @@ impl Proxy {
             let started = Instant::now();
             let result = this.forwarder.forward(parts, bytes, origin).await;
             drop(reservation);
-            this.metrics
-                .buffered_bytes
-                .set(gauge(this.buffered.in_use()));
             let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {
                 metrics
@@ -334,10 +329,6 @@ fn forward_reason(e: ForwardError) -> Reason {
         ForwardError::Unavailable => Reason::UpstreamUnavailable,
         ForwardError::Timeout => Reason::UpstreamTimeout,
     }
-}
-
-fn gauge(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn allow_header(route: &Route) -> Option<HeaderValue> {
