@@ -4,7 +4,7 @@
 # hookgate.toml, PromQL in the alerts and the dashboard against the metrics hookgate exports (a live
 # scrape of the real binary), the dashboard JSON, `hookgate check` on the ConfigMap's config, and the
 # Dockerfile. Prints one line per section; exits 1 on any failure.
-"""Deployment checks for hookgate. See deploy/README-sidecar.md, "What CI checks"."""
+"""Deployment checks for hookgate. See README.md, "Run as a Kubernetes sidecar" > "What CI checks"."""
 
 from __future__ import annotations
 
