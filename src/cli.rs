@@ -156,7 +156,7 @@ fn run(path: &std::path::Path) -> ExitCode {
                 eprintln!("hookgate: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            Err(e @ server::StartError::Tls(_)) => {
+            Err(e @ (server::StartError::Tls(_) | server::StartError::Upstream(_))) => {
                 eprintln!("hookgate: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }

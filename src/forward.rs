@@ -38,9 +38,9 @@ pub struct Origin {
     pub tls: bool,
 }
 
-/// Why the upstream cannot be set up.
+/// Why the upstream cannot be set up: a configuration problem, naming the field.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream.url: {0}")]
+#[error("{0}")]
 pub struct SetupError(pub String);
 
 /// The pooled client for each kind of upstream: one closed set, one match.
@@ -70,7 +70,7 @@ impl Forwarder {
             UpstreamTarget::Http { https, authority } => {
                 let authority = authority
                     .parse::<Authority>()
-                    .map_err(|e| SetupError(e.to_string()))?;
+                    .map_err(|e| SetupError(format!("upstream.url: {e}")))?;
                 let mut http = HttpConnector::new();
                 http.set_nodelay(true);
                 http.set_keepalive(Some(Duration::from_secs(60)));

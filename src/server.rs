@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Health};
 use crate::config::{Config, ConfigError, Limits, StoreKind};
-use crate::forward::{Forwarder, Origin};
+use crate::forward::{Forwarder, Origin, SetupError};
 use crate::metrics::Metrics;
 use crate::proxy::{Clock, Proxy, Runtime};
 use crate::reload::{ReloadError, Reloader};
@@ -34,6 +34,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("listen.tls_cert / listen.tls_key: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Upstream(#[from] SetupError),
     #[error("{0}")]
     Setup(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -145,8 +147,7 @@ pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError>
         .map(Arc::new);
     let store = Arc::new(store(config, &metrics)?);
     tokio::spawn(probe_store(Arc::clone(&store)));
-    let forwarder =
-        Arc::new(Forwarder::new(&config.upstream).map_err(|e| StartError::Setup(e.to_string()))?);
+    let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
     let health = Arc::new(Health::default());
     let proxy = Arc::new(Proxy::new(
         runtime,
@@ -254,7 +255,10 @@ fn connection_builder(limits: &Limits, protocols: Protocols) -> auto::Builder<To
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // Pings an HTTP/2 peer every 30 s and drops it if it stops answering:
+        // a vanished client does not hold a connection slot for ever.
+        .keep_alive_interval(Duration::from_secs(30));
     match protocols {
         Protocols::Auto => builder,
         Protocols::Http1 => builder.http1_only(),

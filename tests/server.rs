@@ -1327,3 +1327,45 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
     proc.signal("TERM");
     assert_eq!(proc.exit_code().await, Some(0));
 }
+
+#[test]
+fn unusable_tls_files_stop_startup_with_exit_code_2_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("hookgate test CA");
+    let (cert, _, _) = ca.leaf("gateway");
+    let (_, other_key, _) = ca.leaf("other");
+    let cert = write(dir.path(), "tls.crt", &cert);
+    let key = write(dir.path(), "tls.key", &other_key);
+    let not_pem = write(dir.path(), "ca.pem", "this is not a certificate\n");
+    let cases = [
+        (
+            gateway_toml(
+                &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
+                "http://127.0.0.1:9",
+                "",
+                SVIX_SECRET,
+            ),
+            "listen.tls_cert / listen.tls_key",
+        ),
+        (
+            gateway_toml(
+                "",
+                "https://127.0.0.1:9",
+                &format!("ca_file = {not_pem:?}"),
+                SVIX_SECRET,
+            ),
+            "upstream.ca_file",
+        ),
+    ];
+    for (toml, field) in cases {
+        let config = write(dir.path(), "hookgate.toml", &toml);
+        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(field), "names {field}: {stderr}");
+    }
+}
