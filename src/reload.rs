@@ -98,6 +98,9 @@ impl Reloader {
             _ => None,
         };
         self.proxy.runtime.store(Arc::new(runtime));
+        self.proxy
+            .store
+            .set_on_store_error(new.replay.on_store_error);
         if let (Some(tls), Some(cert)) = (&self.tls, cert) {
             tls.install(cert);
         }

@@ -15,6 +15,8 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::config::OnStoreError;
+
 mod redis_store;
 pub use redis_store::{RedisOptions, RedisStore};
 
@@ -93,11 +95,21 @@ impl Store {
         }
     }
 
-    /// Whether the store answers (for `/readyz`): Redis must answer a PING within `redis_timeout`.
+    /// Whether the store lets hookgate serve (for `/readyz`): Redis must answer
+    /// a PING within `redis_timeout` (with `on_store_error = "allow"`: must have
+    /// answered once since start).
     pub async fn ready(&self) -> bool {
         match self {
             Store::Memory(_) => true,
-            Store::Redis(r) => r.ping().await.is_ok(),
+            Store::Redis(r) => r.ready().await,
+        }
+    }
+
+    /// Tells the store what `on_store_error` says, at start and on every reload.
+    pub fn set_on_store_error(&self, policy: OnStoreError) {
+        match self {
+            Store::Memory(_) => {}
+            Store::Redis(r) => r.set_serves_without(policy == OnStoreError::Allow),
         }
     }
 }

@@ -146,6 +146,7 @@ pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError>
         .transpose()?
         .map(Arc::new);
     let store = Arc::new(store(config, &metrics)?);
+    store.set_on_store_error(config.replay.on_store_error);
     tokio::spawn(probe_store(Arc::clone(&store)));
     let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
     let health = Arc::new(Health::default());

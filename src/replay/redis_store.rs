@@ -14,7 +14,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -62,6 +62,11 @@ pub struct RedisStore {
     /// Milliseconds after `born` when the current run of failures began; 0 = healthy.
     failing_since: AtomicU64,
     born: Instant,
+    /// Redis has answered at least once since start.
+    answered: AtomicBool,
+    /// `on_store_error = "allow"`: hookgate serves without Redis, so once
+    /// Redis has answered, its absence no longer makes `/readyz` fail.
+    serves_without: AtomicBool,
     prefix: String,
     ttl_ms: u64,
     lease_ms: u64,
@@ -126,6 +131,8 @@ impl RedisStore {
             conn: ArcSwap::from_pointee(conn),
             failing_since: AtomicU64::new(0),
             born: Instant::now(),
+            answered: AtomicBool::new(false),
+            serves_without: AtomicBool::new(false),
             prefix: opts.prefix.to_string(),
             ttl_ms: millis(opts.ttl),
             lease_ms: millis(opts.lease),
@@ -144,6 +151,9 @@ impl RedisStore {
     /// Tracks runs of failures and replaces a manager that has failed for too long.
     fn note(&self, ok: bool) {
         if ok {
+            if !self.answered.load(Ordering::Relaxed) {
+                self.answered.store(true, Ordering::Relaxed);
+            }
             if self.failing_since.load(Ordering::Relaxed) != 0 {
                 self.failing_since.store(0, Ordering::Relaxed);
             }
@@ -258,6 +268,24 @@ impl RedisStore {
             .call(StoreOp::Release, invocation.invoke_async(&mut conn))
             .await?;
         Ok(())
+    }
+
+    /// Follows `on_store_error` (set at start and on every reload).
+    pub fn set_serves_without(&self, allow: bool) {
+        self.serves_without.store(allow, Ordering::Relaxed);
+    }
+
+    /// For `/readyz`: Redis answers a PING; or, with `on_store_error = "allow"`,
+    /// it has answered once since start. The first answer still gates
+    /// readiness (a wrong `redis_url` must stop a rollout), but afterwards an
+    /// outage hits every replica at once, and marking them all unready would
+    /// take the whole pod (the application too) out of service for nothing:
+    /// hookgate forwards anyway, counting each unchecked request.
+    pub async fn ready(&self) -> bool {
+        let answers = self.ping().await.is_ok();
+        answers
+            || (self.serves_without.load(Ordering::Relaxed)
+                && self.answered.load(Ordering::Relaxed))
     }
 
     /// One PING within the timeout.
