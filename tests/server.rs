@@ -1098,14 +1098,9 @@ impl Proc {
         }
     }
 
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, sig).unwrap();
     }
 
     fn logged(&self, needle: &str) -> bool {
@@ -1156,7 +1151,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let in_flight = tokio::spawn(async move { post(&url, &svix("msg_drain", BODY), BODY).await });
     eventually(|| upstream.count() == 1).await;
 
-    proc.signal("TERM");
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
     // Admin stays up while draining, and says so.
     let admin = proc.admin;
     eventually_async(|| async move {
@@ -1204,7 +1199,7 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
 
     // A new secret in the config (a literal now), then SIGHUP.
     std::fs::write(&config, toml(new_secret)).unwrap();
-    proc.signal("HUP");
+    proc.signal(nix::sys::signal::Signal::SIGHUP);
     let url2 = url.clone();
     let mut n = 0;
     eventually_async(|| {
@@ -1229,7 +1224,7 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
 
     // A broken config: rejected, reported, and the previous one keeps serving.
     std::fs::write(&config, "[listen]\naddr = \"127.0.0.1:0\"\n[upstreem]\n").unwrap();
-    proc.signal("HUP");
+    proc.signal(nix::sys::signal::Signal::SIGHUP);
     let admin = proc.admin;
     eventually_async(|| async move {
         metric(admin, "hookgate_config_reloads_total{result=\"failure\"}").await >= 1.0
@@ -1324,7 +1319,7 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
     eprintln!("accept errors counted: {errors}");
     assert!(errors >= 1.0);
     assert!(proc.logged("Too many open files"));
-    proc.signal("TERM");
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(proc.exit_code().await, Some(0));
 }
 
