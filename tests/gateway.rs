@@ -294,7 +294,11 @@ async fn slow_app_gets_504_and_the_id_is_released() {
 
 #[tokio::test]
 async fn same_id_in_flight_is_409_then_duplicate() {
-    let (upstream, gw) = setup().await;
+    let upstream = Upstream::start().await;
+    // The app holds the request well inside the upstream timeout, even on a loaded machine.
+    let gw =
+        Gateway::start(&config(&upstream, "").replace("timeout = \"2s\"", "timeout = \"20s\""))
+            .await;
     upstream.answer_with(Answer {
         delay: Duration::from_millis(1500),
         ..Answer::default()
