@@ -713,6 +713,20 @@ fn route(
     })
 }
 
+/// Resolves one secret spec (`env:NAME`, `file:PATH` or a literal) outside a
+/// config file, as `hookgate sign --secret` does; `field` names it in errors.
+pub fn secret_from_spec(spec: &str, field: &str, env: &Env) -> Result<Secret, ConfigError> {
+    let mut ignored = Vec::new();
+    resolve_secret(
+        spec,
+        "0".into(),
+        Path::new("(command line)"),
+        env,
+        field,
+        &mut ignored,
+    )
+}
+
 /// Providers whose secrets legitimately start with `whsec_`: Svix and
 /// Standard Webhooks (base64 key), Stripe (the whole string is the key).
 fn takes_whsec(provider: &str, rest: &toml::Table) -> bool {

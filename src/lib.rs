@@ -24,6 +24,7 @@
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU
 //! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
+//! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
 //! - `demo`     the built-in end-to-end demonstration
 
 pub mod admin;
@@ -38,5 +39,6 @@ pub mod reload;
 pub mod replay;
 pub mod route;
 pub mod server;
+pub mod sign;
 pub mod tls;
 pub mod verify;

@@ -152,6 +152,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     rejections: IntCounterVec,
+    shadow_rejections: IntCounterVec,
     request_duration: HistogramVec,
     upstream_duration: HistogramVec,
     upstream_responses: IntCounterVec,
@@ -177,6 +178,8 @@ pub struct Metrics {
 pub struct RouteMetrics {
     requests: Vec<IntCounter>,
     rejections: Vec<IntCounter>,
+    /// Indexed like `Reason::ALL`, then one for `duplicate`.
+    shadow_rejections: Vec<IntCounter>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     upstream_responses: Vec<IntCounter>,
@@ -190,6 +193,15 @@ impl RouteMetrics {
 
     pub fn rejection(&self, reason: Reason) {
         self.rejections[reason.index()].inc();
+    }
+
+    /// A `mode = "shadow"` route let through what enforce mode would have
+    /// answered itself (`None`: a duplicate it would have answered 200).
+    pub fn shadow_rejection(&self, reason: Option<Reason>) {
+        let i = reason.map_or(Reason::ALL.len(), Reason::index);
+        if let Some(c) = self.shadow_rejections.get(i) {
+            c.inc();
+        }
     }
 
     pub fn upstream_status(&self, status: http::StatusCode) {
@@ -239,6 +251,13 @@ impl Metrics {
             Opts::new(
                 "hookgate_rejections_total",
                 "Requests hookgate answered itself, by route and reason.",
+            ),
+            &["route", "reason"],
+        ));
+        let shadow_rejections = must(IntCounterVec::new(
+            Opts::new(
+                "hookgate_shadow_rejections_total",
+                "Requests a mode = \"shadow\" route forwarded that enforce mode would have answered itself, by route and reason.",
             ),
             &["route", "reason"],
         ));
@@ -329,6 +348,7 @@ impl Metrics {
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejections.clone()),
+            Box::new(shadow_rejections.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(upstream_responses.clone()),
@@ -357,6 +377,7 @@ impl Metrics {
             registry,
             requests,
             rejections,
+            shadow_rejections,
             request_duration,
             upstream_duration,
             upstream_responses,
@@ -384,6 +405,12 @@ impl Metrics {
             rejections: Reason::ALL
                 .iter()
                 .map(|r| self.rejections.with_label_values(&[route, r.as_str()]))
+                .collect(),
+            shadow_rejections: Reason::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .chain(["duplicate"])
+                .map(|r| self.shadow_rejections.with_label_values(&[route, r]))
                 .collect(),
             request_duration: self.request_duration.with_label_values(&[route]),
             upstream_duration: self.upstream_duration.with_label_values(&[route]),

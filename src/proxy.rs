@@ -148,9 +148,11 @@ impl Proxy {
                 match route.mode {
                     Mode::Enforce => return (End::Rejected(reason), None),
                     Mode::Shadow => {
-                        // Shadow mode: counted and logged exactly as enforce
-                        // would reject it, then forwarded without a replay check.
-                        route.metrics.rejection(reason);
+                        // Shadow mode: counted (in its own family, so the
+                        // rejection alerts keep meaning "the app was protected")
+                        // and logged as enforce would reject it, then forwarded
+                        // without a replay check.
+                        route.metrics.shadow_rejection(Some(reason));
                         tracing::warn!(
                             route = %route.name,
                             reason = reason.as_str(),
@@ -170,6 +172,18 @@ impl Proxy {
 
         let ticket = match self.store.claim(&route.name, verified.replay_id()).await {
             Ok(Claim::Claimed(t)) => Some(t),
+            // Shadow mode changes nothing the application sees: a repeat is
+            // counted as enforce mode would answer it, and forwarded.
+            Ok(Claim::Duplicate) if route.mode == Mode::Shadow => {
+                route.metrics.shadow_rejection(None);
+                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered duplicate; forwarding anyway");
+                None
+            }
+            Ok(Claim::InFlight) if route.mode == Mode::Shadow => {
+                route.metrics.shadow_rejection(Some(Reason::InFlight));
+                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered in_flight; forwarding anyway");
+                None
+            }
             Ok(Claim::Duplicate) => return (End::Duplicate, message_id),
             Ok(Claim::InFlight) => return (End::Rejected(Reason::InFlight), message_id),
             Err(e) => match runtime.on_store_error {
