@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# Load harness: hookgate (release build, verifying Svix, replay store on) against a plain nginx
+# proxy_pass with upstream keepalive, both in front of the same nginx upstream, all on loopback.
+#
+#   benches/load/run.sh            the full table: 1 KiB and 16 KiB bodies x 50 and 256 connections
+#   benches/load/run.sh --smoke    one short point (CI): fails on any error, asserts no performance
+#
+# Options: --duration SECS (per point and target, default 10), --rounds N (default 1),
+#          --sizes "1024 16384", --conns "50 256", --threads N (wrk threads, default 2),
+#          --store memory|redis, --log LEVEL (hookgate's HOOKGATE_LOG, default info),
+#          --workers N (hookgate's HOOKGATE_WORKERS, default: unset = one per core),
+#          --id-rate N (signed ids generated per second of run, default 40000).
+# Every request carries a distinct, validly signed id (pre-signed by gen.py, cycled by bench.lua),
+# so the replay store never short-circuits the work. Raw results and results.csv go to
+# benches/load/out/ (git-ignored); plot.sh turns results.csv into plot.png.
+# Every process started here is stopped on exit, and every step is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=benches/load
+OUT=$HERE/out
+
+SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
+STORE=memory LOG=info WORKERS="" ID_RATE=40000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --duration) DURATION=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --sizes) SIZES=$2; shift ;;
+    --conns) CONNS=$2; shift ;;
+    --threads) THREADS=$2; shift ;;
+    --store) STORE=$2; shift ;;
+    --log) LOG=$2; shift ;;
+    --workers) WORKERS=$2; shift ;;
+    --id-rate) ID_RATE=$2; shift ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$SMOKE" = 1 ]; then
+  DURATION=3 ROUNDS=1 SIZES=1024 CONNS=16
+fi
+case "$STORE" in memory|redis) ;; *) echo "run.sh: --store must be memory or redis" >&2; exit 2 ;; esac
+
+# ---- what the harness needs, from Debian's packages when missing ----
+apt_updated=0
+need() { # need COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$apt_updated" = 0 ]; then timeout 300 apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "$2" >/dev/null
+}
+need nginx nginx-light
+need wrk wrk
+need python3 python3
+[ "$STORE" = redis ] && need redis-server redis-server
+
+echo "== building hookgate (release)"
+timeout 1800 cargo build --release --locked --bin hookgate
+HOOKGATE=$PWD/target/release/hookgate
+
+rm -rf "$OUT"
+mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy"
+OUT=$(cd "$OUT" && pwd)
+
+# ---- process bookkeeping: everything started here is stopped on exit ----
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_ports() { # free_ports N: N distinct free loopback ports
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+wait_port() { # wait_port PORT NAME PID: up to 30 s for a listener, failing early if PID died
+  for _ in $(seq 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    kill -0 "$3" 2>/dev/null || { echo "run.sh: $2 exited during startup" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "run.sh: $2 did not listen on $1 within 30 s" >&2
+  return 1
+}
+
+read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT <<<"$(free_ports 5)"
+
+# ---- the upstream: nginx answering 200 to everything, body discarded ----
+# keepalive_requests is raised everywhere so neither proxy pays reconnects the other does not.
+cat >"$OUT/nginx-up/nginx.conf" <<EOF
+worker_processes auto;
+pid $OUT/nginx-up/nginx.pid;
+error_log $OUT/nginx-up/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $OUT/nginx-up/body;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+# ---- the baseline: nginx proxy_pass with upstream keepalive, verifying nothing ----
+# The body buffer holds a whole 16 KiB body in memory, as hookgate does; nginx's default
+# (16 KiB) would spill larger bodies to a temp file. The access log stays on: it is nginx's
+# per-request line, as hookgate's is its JSON log line.
+cat >"$OUT/nginx-proxy/nginx.conf" <<EOF
+worker_processes auto;
+pid $OUT/nginx-proxy/nginx.pid;
+error_log $OUT/nginx-proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $OUT/nginx-proxy/access.log;
+  client_body_temp_path $OUT/nginx-proxy/body;
+  proxy_temp_path $OUT/nginx-proxy/proxy;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  client_max_body_size 2m;
+  client_body_buffer_size 1m;
+  upstream app {
+    server 127.0.0.1:$UP_PORT;
+    keepalive 512;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+
+# ---- hookgate: Svix with the replay store on; the store block is the only part that varies ----
+SECRET="whsec_$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')"
+export BENCH_SVIX_SECRET=$SECRET
+case "$STORE" in
+  memory)
+    STORE_TOML='store = "memory"'
+    ;;
+  redis)
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+      >"$OUT/redis.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$REDIS_PORT" redis-server "$!"
+    STORE_TOML="store = \"redis\"
+redis_url = \"redis://127.0.0.1:$REDIS_PORT\""
+    ;;
+esac
+cat >"$OUT/hookgate.toml" <<EOF
+[listen]
+addr = "127.0.0.1:$HG_PORT"
+
+[admin]
+addr = "127.0.0.1:$ADMIN_PORT"
+
+[upstream]
+url = "http://127.0.0.1:$UP_PORT"
+timeout = "10s"
+
+[limits]
+max_body = "2MiB"
+max_inflight = 1024
+
+[replay]
+$STORE_TOML
+capacity = 100000
+ttl = "24h"
+
+[[routes]]
+name = "svix"
+path = "/webhooks/svix"
+provider = "svix"
+secrets = ["env:BENCH_SVIX_SECRET"]
+# Requests are signed just before each point; 10 minutes covers any point of the run.
+tolerance = "10m"
+EOF
+
+nginx -p "$OUT/nginx-up" -c "$OUT/nginx-up/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+wait_port "$UP_PORT" "upstream nginx" "$!"
+nginx -p "$OUT/nginx-proxy" -c "$OUT/nginx-proxy/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+wait_port "$NGX_PORT" "baseline nginx" "$!"
+env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} \
+  "$HOOKGATE" run --config "$OUT/hookgate.toml" --log-format json 2>"$OUT/hookgate.log" &
+HG_PID=$!
+PIDS+=("$HG_PID")
+wait_port "$HG_PORT" hookgate "$HG_PID"
+wait_port "$ADMIN_PORT" "hookgate admin" "$HG_PID"
+
+# hookgate's outcome counters, so each point checks what it did, not only what wrk saw.
+outcomes() {
+  python3 - "$ADMIN_PORT" <<'EOF'
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
+counts = {"forwarded": 0, "rejected": 0, "duplicate": 0, "upstream_error": 0}
+for m in re.finditer(r'^hookgate_requests_total\{([^}]*)\} (\S+)$', text, re.M):
+    o = re.search(r'outcome="([^"]+)"', m.group(1))
+    if o and o.group(1) in counts:
+        counts[o.group(1)] += int(float(m.group(2)))
+print(" ".join(str(counts[k]) for k in ("forwarded", "rejected", "duplicate", "upstream_error")))
+EOF
+}
+
+# A genuine request is forwarded and a forged one refused: hookgate really verifies here.
+python3 - "$HG_PORT" "$SECRET" <<'EOF'
+import base64, hashlib, hmac, sys, time, urllib.error, urllib.request
+port, secret = sys.argv[1], sys.argv[2]
+key = base64.b64decode(secret.removeprefix("whsec_"))
+body, ts = b'{"type":"check"}', str(int(time.time()))
+def post(msg_id, sig):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/svix", data=body, method="POST",
+        headers={"svix-id": msg_id, "svix-timestamp": ts, "svix-signature": f"v1,{sig}"})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+good = base64.b64encode(hmac.new(key, f"check_1.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+assert post("check_1", good) == 200, "a genuine request was not forwarded"
+assert post("check_2", good) == 401, "a forged request was not refused"
+print("== sanity: genuine request forwarded (200), forged one refused (401)")
+EOF
+BASE_COUNTS=$(outcomes)
+
+RUN_ID=$(date +%s)
+CSV=$OUT/results.csv
+echo "size,conns,round,target,rps,p50_ms,p99_ms,errors,rss_peak_mib" >"$CSV"
+FAIL=0
+
+# drive TARGET URL SIZE CONNS ROUND DATA: one wrk run; appends a CSV row.
+drive() {
+  local target=$1 url=$2 size=$3 conns=$4 round=$5 data=$6
+  local raw="$OUT/raw/${size}B-${conns}c-r${round}-${target}.txt"
+  local before after rss=""
+  if [ "$target" = hookgate ]; then
+    before=$(outcomes)
+    # Reset the peak-RSS mark so VmHWM is this point's peak, not the run's so far.
+    echo 5 >"/proc/$HG_PID/clear_refs" 2>/dev/null || true
+  fi
+  timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
+    -s "$HERE/bench.lua" "$url" -- "$data" "$THREADS" >"$raw" 2>&1 || {
+    echo "run.sh: wrk failed against $target (see $raw)" >&2; FAIL=1; }
+  if [ "$target" = hookgate ]; then
+    rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$HG_PID/status")
+    after=$(outcomes)
+  fi
+  python3 - "$raw" "$target" "$size" "$conns" "$round" "$rss" "$CSV" "${before:-}" "${after:-}" <<'EOF'
+import json, sys
+raw, target, size, conns, rnd, rss, csv, before, after = sys.argv[1:10]
+line = next((l for l in open(raw) if l.startswith("RESULT ")), None)
+if line is None:
+    print(f"run.sh: no result from wrk against {target}", file=sys.stderr)
+    sys.exit(1)
+r = json.loads(line[len("RESULT "):])
+errors = (r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"]
+          + r["timeouts"])
+notes = []
+if r["ids_wrapped"]:
+    notes.append(f"ids ran out and repeated ({r['ids_wrapped']} wraps): raise --id-rate")
+    errors += r["ids_wrapped"]
+if before and after:
+    b = [int(x) for x in before.split()]
+    a = [int(x) for x in after.split()]
+    fwd, rej, dup, uperr = (a[i] - b[i] for i in range(4))
+    # A duplicate is a 200 wrk cannot tell apart: count it as an error here.
+    errors += dup
+    if rej or dup or uperr:
+        notes.append(f"hookgate outcomes: forwarded={fwd} rejected={rej} duplicate={dup} "
+                     f"upstream_error={uperr}")
+    if fwd < r["requests"]:
+        notes.append(f"hookgate forwarded {fwd} < {r['requests']} responses wrk counted")
+        errors += r["requests"] - fwd
+rps = r["requests"] / (r["duration_us"] / 1e6)
+with open(csv, "a") as f:
+    f.write(f"{size},{conns},{rnd},{target},{rps:.0f},{r['p50_us'] / 1000:.3f},"
+            f"{r['p99_us'] / 1000:.3f},{errors},{rss}\n")
+for n in notes:
+    print(f"   {target}: {n}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+EOF
+}
+
+# ---- warm-up: pools, page cache and CPU frequency settle before anything is recorded ----
+if [ "$SMOKE" = 0 ]; then
+  python3 "$HERE/gen.py" --out "$OUT/data/warm" --size 1024 --count $((ID_RATE * 2)) \
+    --secret "$SECRET" --prefix "w$RUN_ID"
+  for url in "http://127.0.0.1:$HG_PORT/webhooks/svix" "http://127.0.0.1:$NGX_PORT/webhooks/svix"; do
+    timeout 60 wrk -t"$THREADS" -c50 -d2s -s "$HERE/bench.lua" "$url" -- "$OUT/data/warm" "$THREADS" \
+      >/dev/null 2>&1 || true
+  done
+  # Warm-up ids stay resident; only measured points are checked, and their ids are fresh.
+  BASE_COUNTS=$(outcomes)
+fi
+
+point=0
+for round in $(seq "$ROUNDS"); do
+  for size in $SIZES; do
+    for conns in $CONNS; do
+      data="$OUT/data/${size}-${conns}-${round}"
+      # Signed right before the point: fresh timestamps, ids never used before in this run.
+      python3 "$HERE/gen.py" --out "$data" --size "$size" --count $((ID_RATE * DURATION)) \
+        --secret "$SECRET" --prefix "r${RUN_ID}s${size}c${conns}r${round}"
+      # Alternate who goes first, so neither side always runs on a warmer (or busier) box.
+      if [ $((point % 2)) = 0 ]; then order="hookgate nginx"; else order="nginx hookgate"; fi
+      for target in $order; do
+        case $target in
+          hookgate) url="http://127.0.0.1:$HG_PORT/webhooks/svix" ;;
+          nginx) url="http://127.0.0.1:$NGX_PORT/webhooks/svix" ;;
+        esac
+        drive "$target" "$url" "$size" "$conns" "$round" "$data" || FAIL=1
+      done
+      rm -rf "$data"
+      point=$((point + 1))
+    done
+  done
+done
+
+# ---- the table: medians over rounds ----
+echo
+echo "== results ($(nproc) cores, $DURATION s per point and target, $ROUNDS round(s), store=$STORE, log=$LOG)"
+python3 - "$CSV" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+points = sorted({(int(r["size"]), int(r["conns"])) for r in rows})
+def med(target, size, conns, key):
+    vals = [float(r[key]) for r in rows if r["target"] == target
+            and int(r["size"]) == size and int(r["conns"]) == conns and r[key] != ""]
+    return statistics.median(vals) if vals else float("nan")
+def errs(target, size, conns):
+    return sum(int(r["errors"]) for r in rows if r["target"] == target
+               and int(r["size"]) == size and int(r["conns"]) == conns)
+hdr = (f"{'body':>6} {'conns':>5} | {'hookgate req/s':>14} {'p50 ms':>7} {'p99 ms':>7} | "
+       f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7} | {'req/s ratio':>11} {'p99 ratio':>9} | "
+       f"{'hg peak RSS MiB':>15} | {'errors hg/ng':>12}")
+print(hdr)
+print("-" * len(hdr))
+for size, conns in points:
+    h = {k: med("hookgate", size, conns, k) for k in ("rps", "p50_ms", "p99_ms", "rss_peak_mib")}
+    n = {k: med("nginx", size, conns, k) for k in ("rps", "p50_ms", "p99_ms")}
+    label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
+    print(f"{label:>6} {conns:>5} | {h['rps']:>14.0f} {h['p50_ms']:>7.2f} {h['p99_ms']:>7.2f} | "
+          f"{n['rps']:>11.0f} {n['p50_ms']:>7.2f} {n['p99_ms']:>7.2f} | "
+          f"{h['rps'] / n['rps']:>10.2f}x {h['p99_ms'] / n['p99_ms']:>8.2f}x | "
+          f"{h['rss_peak_mib']:>15.1f} | {errs('hookgate', size, conns):>5}/{errs('nginx', size, conns)}")
+EOF
+echo "raw wrk output and results.csv: $OUT"
+if [ "$FAIL" != 0 ]; then
+  echo "run.sh: FAILED: errors above (any non-2xx, socket error, duplicate or repeated id is one)" >&2
+  exit 1
+fi
