@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
         "info"
     };
     init_logging(cli.log_format, default_level);
-    match cli.command {
+    let code = match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Sign {
@@ -131,20 +131,24 @@ pub fn main() -> ExitCode {
             method,
         }),
         Command::Demo { once } => with_runtime(crate::demo::run(once)),
-    }
+    };
+    crate::logsink::flush();
+    code
 }
 
 fn init_logging(format: Option<LogFormat>, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+    let terminal = std::io::stderr().is_terminal();
+    let format = format.unwrap_or(if terminal {
         LogFormat::Text
     } else {
         LogFormat::Json
     });
+    // Batched writes off a terminal: a write(2) per request line is costly under load.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::logsink::Sink::new(!terminal));
     match format {
         LogFormat::Json => builder
             .json()
@@ -263,10 +267,17 @@ async fn wait_for_signal(running: &server::Running) {
 }
 
 fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // HOOKGATE_WORKERS caps the worker threads (default: one per core), e.g. to leave
+    // cores to the application on a shared host. Unparseable or 0 keeps the default.
+    if let Some(n) = std::env::var("HOOKGATE_WORKERS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
     {
+        builder.worker_threads(n);
+    }
+    match builder.enable_all().build() {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("hookgate: cannot start the async runtime: {e}");

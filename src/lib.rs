@@ -26,6 +26,7 @@
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
 //! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
 //! - `demo`     the built-in end-to-end demonstration
+//! - `logsink`  log lines to stderr, batched when it is not a terminal
 
 pub mod admin;
 pub mod body;
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod forward;
+pub mod logsink;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

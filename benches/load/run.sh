@@ -9,7 +9,7 @@
 #          --sizes "1024 16384", --conns "50 256", --threads N (wrk threads, default 2),
 #          --store memory|redis, --log LEVEL (hookgate's HOOKGATE_LOG, default info),
 #          --workers N (hookgate's HOOKGATE_WORKERS, default: unset = one per core),
-#          --id-rate N (signed ids generated per second of run, default 40000).
+#          --id-rate N (signed ids generated per second of run, default 60000).
 # Every request carries a distinct, validly signed id (pre-signed by gen.py, cycled by bench.lua),
 # so the replay store never short-circuits the work. Raw results and results.csv go to
 # benches/load/out/ (git-ignored); plot.sh turns results.csv into plot.png.
@@ -20,7 +20,7 @@ HERE=benches/load
 OUT=$HERE/out
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" ID_RATE=40000
+STORE=memory LOG=info WORKERS="" ID_RATE=60000
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -198,7 +198,8 @@ PIDS+=($!)
 wait_port "$UP_PORT" "upstream nginx" "$!"
 nginx -p "$OUT/nginx-proxy" -c "$OUT/nginx-proxy/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
-wait_port "$NGX_PORT" "baseline nginx" "$!"
+NGX_PID=$!
+wait_port "$NGX_PORT" "baseline nginx" "$NGX_PID"
 env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} \
   "$HOOKGATE" run --config "$OUT/hookgate.toml" --log-format json 2>"$OUT/hookgate.log" &
 HG_PID=$!
@@ -242,14 +243,26 @@ BASE_COUNTS=$(outcomes)
 
 RUN_ID=$(date +%s)
 CSV=$OUT/results.csv
-echo "size,conns,round,target,rps,p50_ms,p99_ms,errors,rss_peak_mib" >"$CSV"
+echo "size,conns,round,target,rps,p50_ms,p99_ms,errors,rss_peak_mib,cpu_us_per_req" >"$CSV"
 FAIL=0
+
+# cpu_ticks PID...: user+system CPU ticks of these processes and their children processes
+# (nginx's workers); on a noisy shared box, CPU per request is steadier than req/s.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 
 # drive TARGET URL SIZE CONNS ROUND DATA: one wrk run; appends a CSV row.
 drive() {
   local target=$1 url=$2 size=$3 conns=$4 round=$5 data=$6
   local raw="$OUT/raw/${size}B-${conns}c-r${round}-${target}.txt"
-  local before after rss=""
+  local before after rss="" pid cpu0 cpu1
+  if [ "$target" = hookgate ]; then pid=$HG_PID; else pid=$NGX_PID; fi
+  cpu0=$(cpu_ticks "$pid")
   if [ "$target" = hookgate ]; then
     before=$(outcomes)
     # Reset the peak-RSS mark so VmHWM is this point's peak, not the run's so far.
@@ -258,13 +271,15 @@ drive() {
   timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
     -s "$HERE/bench.lua" "$url" -- "$data" "$THREADS" >"$raw" 2>&1 || {
     echo "run.sh: wrk failed against $target (see $raw)" >&2; FAIL=1; }
+  cpu1=$(cpu_ticks "$pid")
   if [ "$target" = hookgate ]; then
     rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$HG_PID/status")
     after=$(outcomes)
   fi
-  python3 - "$raw" "$target" "$size" "$conns" "$round" "$rss" "$CSV" "${before:-}" "${after:-}" <<'EOF'
+  python3 - "$raw" "$target" "$size" "$conns" "$round" "$rss" "$CSV" "${before:-}" "${after:-}" \
+    "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
-raw, target, size, conns, rnd, rss, csv, before, after = sys.argv[1:10]
+raw, target, size, conns, rnd, rss, csv, before, after, ticks, hz = sys.argv[1:12]
 line = next((l for l in open(raw) if l.startswith("RESULT ")), None)
 if line is None:
     print(f"run.sh: no result from wrk against {target}", file=sys.stderr)
@@ -273,7 +288,8 @@ r = json.loads(line[len("RESULT "):])
 errors = (r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"]
           + r["timeouts"])
 notes = []
-if r["ids_wrapped"]:
+if r["ids_wrapped"] and target == "hookgate":
+    # Only hookgate remembers ids; nginx answers a repeated one like any other.
     notes.append(f"ids ran out and repeated ({r['ids_wrapped']} wraps): raise --id-rate")
     errors += r["ids_wrapped"]
 if before and after:
@@ -289,9 +305,10 @@ if before and after:
         notes.append(f"hookgate forwarded {fwd} < {r['requests']} responses wrk counted")
         errors += r["requests"] - fwd
 rps = r["requests"] / (r["duration_us"] / 1e6)
+cpu_us = int(ticks) / int(hz) * 1e6 / max(r["requests"], 1)
 with open(csv, "a") as f:
     f.write(f"{size},{conns},{rnd},{target},{rps:.0f},{r['p50_us'] / 1000:.3f},"
-            f"{r['p99_us'] / 1000:.3f},{errors},{rss}\n")
+            f"{r['p99_us'] / 1000:.3f},{errors},{rss},{cpu_us:.1f}\n")
 for n in notes:
     print(f"   {target}: {n}", file=sys.stderr)
 sys.exit(1 if errors else 0)
@@ -349,16 +366,18 @@ def errs(target, size, conns):
                and int(r["size"]) == size and int(r["conns"]) == conns)
 hdr = (f"{'body':>6} {'conns':>5} | {'hookgate req/s':>14} {'p50 ms':>7} {'p99 ms':>7} | "
        f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7} | {'req/s ratio':>11} {'p99 ratio':>9} | "
-       f"{'hg peak RSS MiB':>15} | {'errors hg/ng':>12}")
+       f"{'CPU us/req hg/ng':>16} | {'hg peak RSS MiB':>15} | {'errors hg/ng':>12}")
 print(hdr)
 print("-" * len(hdr))
 for size, conns in points:
-    h = {k: med("hookgate", size, conns, k) for k in ("rps", "p50_ms", "p99_ms", "rss_peak_mib")}
-    n = {k: med("nginx", size, conns, k) for k in ("rps", "p50_ms", "p99_ms")}
+    h = {k: med("hookgate", size, conns, k)
+         for k in ("rps", "p50_ms", "p99_ms", "rss_peak_mib", "cpu_us_per_req")}
+    n = {k: med("nginx", size, conns, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
     label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
     print(f"{label:>6} {conns:>5} | {h['rps']:>14.0f} {h['p50_ms']:>7.2f} {h['p99_ms']:>7.2f} | "
           f"{n['rps']:>11.0f} {n['p50_ms']:>7.2f} {n['p99_ms']:>7.2f} | "
           f"{h['rps'] / n['rps']:>10.2f}x {h['p99_ms'] / n['p99_ms']:>8.2f}x | "
+          f"{h['cpu_us_per_req']:>7.1f}/{n['cpu_us_per_req']:<8.1f} | "
           f"{h['rss_peak_mib']:>15.1f} | {errs('hookgate', size, conns):>5}/{errs('nginx', size, conns)}")
 EOF
 echo "raw wrk output and results.csv: $OUT"
