@@ -435,9 +435,19 @@ impl Verifier {
             None => None,
         };
 
+        // A timestamp inside the body is read after the MAC check (unless the
+        // template itself uses it): unauthenticated JSON is never parsed.
+        let json_after_mac = match &scheme.timestamp {
+            Some(TimestampSpec {
+                source: TimestampSource::JsonBody(field),
+                unit,
+            }) if !scheme.signed.contains(&Part::Timestamp) => Some((field, *unit)),
+            _ => None,
+        };
         let json_ts;
         let timestamp: &[u8] = match &scheme.timestamp {
             None => &[],
+            Some(_) if json_after_mac.is_some() => &[],
             Some(spec) => {
                 let text = match &spec.source {
                     TimestampSource::Header(name) => header(input.headers, name),
@@ -473,6 +483,10 @@ impl Verifier {
         };
 
         let (secret_index, tag) = self.match_key(raw, &fields, &urls)?;
+        if let Some((field, unit)) = json_after_mac {
+            let text = json_timestamp(input.body, field)?;
+            check_timestamp(text.as_bytes(), unit, self.tolerance, now)?;
+        }
 
         let signed_id = scheme.id.as_ref().is_some_and(|s| s.signed);
         let replay_id: [u8; 32] = match id {
@@ -1294,10 +1308,23 @@ mod tests {
                 .unwrap_err(),
             Rejection::StaleTimestamp
         );
+        // A genuinely signed body without the field has no timestamp.
         let no_ts = br#"{"action":"create"}"#;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"k").unwrap();
+        mac.update(no_ts);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "linear-signature",
+            hex::encode(mac.finalize().into_bytes()).parse().unwrap(),
+        );
+        assert_eq!(
+            v.verify(&input(&h, no_ts), now).unwrap_err(),
+            Rejection::MissingSignature
+        );
+        // An unsigned body is refused before it is parsed.
         assert_eq!(
             v.verify(&input(&headers, no_ts), now).unwrap_err(),
-            Rejection::MissingSignature
+            Rejection::InvalidSignature
         );
     }
 
