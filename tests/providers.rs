@@ -566,3 +566,40 @@ fn config_lint_names_the_route_field() {
         assert!(e.contains("lint.toml"), "{e}");
     }
 }
+
+#[test]
+fn example_config_has_a_working_route_for_every_provider() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/providers.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // Every env: secret it names, with a value of the right form.
+    let env: Vec<(String, String)> = text
+        .split("\"env:")
+        .skip(1)
+        .map(|rest| {
+            let name = rest.split('"').next().unwrap().to_string();
+            let value = match name.as_str() {
+                "SVIX_PUBLIC_KEY" => "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=".into(),
+                n if n.starts_with("SVIX") || n.starts_with("STDWH") => SVIX_SECRET.into(),
+                n => format!("{n}-value"),
+            };
+            (name, value)
+        })
+        .collect();
+    let config = hookgate::config::parse(
+        &text,
+        std::path::Path::new(path),
+        &hookgate::config::Env::Map(env),
+    )
+    .unwrap();
+    let runtime = hookgate::server::runtime(&config, &hookgate::metrics::Metrics::new()).unwrap();
+    for provider in providers::NAMES.iter().chain(&["hmac"]) {
+        assert!(
+            runtime
+                .routes
+                .routes()
+                .iter()
+                .any(|r| r.provider == *provider),
+            "examples/providers.toml has no {provider} route"
+        );
+    }
+}
