@@ -85,6 +85,11 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let runtime = self.runtime.load_full();
+        // The path is forwarded as received: one the application might
+        // normalise onto another route (`/webhooks/../admin`) never leaves here.
+        if !crate::route::is_clean_path(req.uri().path()) {
+            return self.finish(None, End::Rejected(Reason::BadRequest), None, start);
+        }
         let Some(route) = runtime.routes.find(req.uri().path()).cloned() else {
             return self.finish(None, End::Rejected(Reason::NoRoute), None, start);
         };
@@ -250,7 +255,13 @@ impl Proxy {
             None => (&self.unmatched, "unmatched"),
         };
         let (outcome, reason, response) = match end {
-            End::Forwarded(resp) => (Outcome::Forwarded, None, resp.map(Either::Right)),
+            End::Forwarded(resp) => {
+                let mut resp = resp.map(Either::Right);
+                // The provider talks to hookgate, not to the app: an app answering
+                // over HTTP/1.0 must not downgrade hookgate's own connection.
+                *resp.version_mut() = http::Version::default();
+                (Outcome::Forwarded, None, resp)
+            }
             End::Duplicate => (
                 Outcome::Duplicate,
                 None,
@@ -269,7 +280,16 @@ impl Proxy {
                             resp.headers_mut().insert(header::ALLOW, allow);
                         }
                     }
-                    _ => {}
+                    Reason::NoRoute
+                    | Reason::BodyTooLarge
+                    | Reason::Timeout
+                    | Reason::BadRequest
+                    | Reason::MissingSignature
+                    | Reason::InvalidSignature
+                    | Reason::StaleTimestamp
+                    | Reason::InFlight
+                    | Reason::UpstreamUnavailable
+                    | Reason::UpstreamTimeout => {}
                 }
                 (outcome, Some(reason), resp)
             }

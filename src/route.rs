@@ -68,6 +68,23 @@ impl RouteTable {
     }
 }
 
+/// Whether a request path is free of the forms an application may resolve
+/// differently from hookgate's byte-wise routing: dot segments (plain or
+/// percent-encoded), encoded slashes or backslashes, backslashes and empty
+/// segments. Providers never send them.
+pub fn is_clean_path(path: &str) -> bool {
+    if path.contains('\\') || path.contains("//") {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return false;
+    }
+    !lower
+        .split('/')
+        .any(|seg| matches!(seg.replace("%2e", ".").as_str(), "." | ".."))
+}
+
 fn prefix_len(p: &PathPattern) -> usize {
     match p {
         PathPattern::Prefix(p) | PathPattern::Exact(p) => p.len(),
@@ -139,4 +156,29 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         public_url: rc.public_url.clone(),
         secret_labels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_clean_path;
+
+    #[test]
+    fn dot_segments_encoded_slashes_and_empty_segments_are_unclean() {
+        for ok in ["/", "/webhooks/levers", "/webhooks/a.b", "/w/..x", "/w/%41"] {
+            assert!(is_clean_path(ok), "{ok}");
+        }
+        for bad in [
+            "/webhooks/../admin",
+            "/webhooks/./levers",
+            "/webhooks/%2e%2E/admin",
+            "/webhooks/.%2e",
+            "/webhooks/a%2Fb",
+            "/webhooks/a%5cb",
+            "/webhooks\\..\\admin",
+            "/webhooks//levers",
+            "/webhooks/..",
+        ] {
+            assert!(!is_clean_path(bad), "{bad}");
+        }
+    }
 }

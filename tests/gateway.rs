@@ -415,6 +415,18 @@ async fn prefix_routes_match_below_the_prefix() {
     let r = post(&gw.url("/levanta/store-42"), &h, BODY).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(upstream.received()[0].uri, "/levanta/store-42");
+    // A captured genuine delivery aimed through the prefix at another path of the app.
+    for sneaky in [
+        "/levanta/../admin",
+        "/levanta/%2e%2e/admin",
+        "/levanta//x",
+        "/levanta/a%2Fb",
+    ] {
+        let r = post(&gw.url(sneaky), &h, BODY).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{sneaky}");
+        assert_eq!(r.text(), r#"{"error":"bad_request"}"#);
+    }
+    assert_eq!(upstream.count(), 1);
 }
 
 fn hookgate_check(toml: &str) -> (i32, String) {
