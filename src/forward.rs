@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
 
 use crate::config::{Upstream, UpstreamTarget};
+use crate::verify::Pass;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardError {
@@ -114,6 +115,7 @@ impl Forwarder {
     /// headers, exact body bytes) and returns the application's response.
     pub async fn forward(
         &self,
+        _pass: Pass,
         parts: request::Parts,
         body: Bytes,
         origin: Origin,

@@ -16,9 +16,9 @@ use crate::body::{self, BodyError};
 use crate::config::{Mode, OnStoreError};
 use crate::forward::{ForwardError, Forwarder, Origin};
 use crate::metrics::{Metrics, Outcome, Reason, RouteMetrics};
-use crate::replay::{Claim, Store};
+use crate::replay::{Claim, Store, Ticket};
 use crate::route::{Route, RouteTable};
-use crate::verify::{Input, Rejection};
+use crate::verify::{Input, Pass, Rejection, Verified};
 
 /// Responses are either hookgate's own JSON or the application's streamed body.
 pub type ProxyBody = Either<Full<Bytes>, Incoming>;
@@ -146,8 +146,16 @@ impl Proxy {
             body: &bytes,
             public_url: route.public_url.as_deref(),
         };
-        let verified = match route.verifier.verify(&input, (self.clock)()) {
-            Ok(v) => v,
+        let verdict = route.verifier.verify(&input, (self.clock)());
+        let (pass, ticket, message_id) = match verdict {
+            Ok(verified) => {
+                let message_id = verified.message_id().map(str::to_string);
+                let ticket = match self.claim(runtime, route, &verified).await {
+                    Ok(ticket) => ticket,
+                    Err(end) => return (end, message_id),
+                };
+                (verified.pass(), ticket, message_id)
+            }
             Err(rejection) => {
                 let reason = rejection_reason(rejection);
                 match route.mode {
@@ -163,44 +171,10 @@ impl Proxy {
                             reason = reason.as_str(),
                             "shadow mode: would have rejected; forwarding anyway"
                         );
-                        let end = match self.forwarder.forward(parts, bytes, origin).await {
-                            Ok(resp) => End::Forwarded(resp),
-                            Err(e) => End::Rejected(forward_reason(e)),
-                        };
-                        return (end, None);
+                        (Pass::shadow_unverified(), None, None)
                     }
                 }
             }
-        };
-        route.metrics.secret_matched(verified.secret_index());
-        let message_id = verified.message_id().map(str::to_string);
-
-        let ticket = match self.store.claim(&route.name, verified.replay_id()).await {
-            Ok(Claim::Claimed(t)) => Some(t),
-            // Shadow mode changes nothing the application sees: a repeat is
-            // counted as enforce mode would answer it, and forwarded.
-            Ok(Claim::Duplicate) if route.mode == Mode::Shadow => {
-                route.metrics.shadow_rejection(None);
-                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered duplicate; forwarding anyway");
-                None
-            }
-            Ok(Claim::InFlight) if route.mode == Mode::Shadow => {
-                route.metrics.shadow_rejection(Some(Reason::InFlight));
-                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered in_flight; forwarding anyway");
-                None
-            }
-            Ok(Claim::Duplicate) => return (End::Duplicate, message_id),
-            Ok(Claim::InFlight) => return (End::Rejected(Reason::InFlight), message_id),
-            Err(e) => match runtime.on_store_error {
-                OnStoreError::Reject => {
-                    tracing::warn!(route = %route.name, error = %e, "replay store failed: rejecting");
-                    return (End::Rejected(Reason::ReplayStoreUnavailable), message_id);
-                }
-                OnStoreError::Allow => {
-                    tracing::warn!(route = %route.name, error = %e, "replay store failed: forwarding without the replay check (on_store_error = allow)");
-                    None
-                }
-            },
         };
 
         // Forward in its own task: a provider that hangs up mid-request must not
@@ -209,7 +183,7 @@ impl Proxy {
         let route_for_task = Arc::clone(route);
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let result = this.forwarder.forward(parts, bytes, origin).await;
+            let result = this.forwarder.forward(pass, parts, bytes, origin).await;
             drop(reservation);
             let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {
@@ -240,6 +214,47 @@ impl Proxy {
             }
         };
         (end, message_id)
+    }
+
+    /// Claims the verified id: the ticket to settle after forwarding (`None`
+    /// when forwarding without a replay check), or how the request ends here.
+    async fn claim(
+        &self,
+        runtime: &Runtime,
+        route: &Route,
+        verified: &Verified,
+    ) -> Result<Option<Ticket>, End> {
+        route.metrics.secret_matched(verified.secret_index());
+        let message_id = verified.message_id();
+
+        let ticket = match self.store.claim(&route.name, verified.replay_id()).await {
+            Ok(Claim::Claimed(t)) => Some(t),
+            // Shadow mode changes nothing the application sees: a repeat is
+            // counted as enforce mode would answer it, and forwarded.
+            Ok(Claim::Duplicate) if route.mode == Mode::Shadow => {
+                route.metrics.shadow_rejection(None);
+                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered duplicate; forwarding anyway");
+                None
+            }
+            Ok(Claim::InFlight) if route.mode == Mode::Shadow => {
+                route.metrics.shadow_rejection(Some(Reason::InFlight));
+                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered in_flight; forwarding anyway");
+                None
+            }
+            Ok(Claim::Duplicate) => return Err(End::Duplicate),
+            Ok(Claim::InFlight) => return Err(End::Rejected(Reason::InFlight)),
+            Err(e) => match runtime.on_store_error {
+                OnStoreError::Reject => {
+                    tracing::warn!(route = %route.name, error = %e, "replay store failed: rejecting");
+                    return Err(End::Rejected(Reason::ReplayStoreUnavailable));
+                }
+                OnStoreError::Allow => {
+                    tracing::warn!(route = %route.name, error = %e, "replay store failed: forwarding without the replay check (on_store_error = allow)");
+                    None
+                }
+            },
+        };
+        Ok(ticket)
     }
 
     /// The one place an outcome becomes a response, a metric and a log line.

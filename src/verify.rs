@@ -3,8 +3,10 @@
 //! A `Scheme` says where the signature is, how it is encoded, which bytes are
 //! signed (a template over the id, timestamp, body, URL and method), and how
 //! the key is derived from the configured secret. `Verifier::verify` is the
-//! only way to obtain a `Verified`, and `Verified` is what forwarding takes:
-//! an unverified request cannot be forwarded because that does not compile.
+//! only way to obtain a `Verified`, and forwarding takes a `Pass`, which is
+//! made from a `Verified` or, for a shadow-mode route only, by the explicitly
+//! named `Pass::shadow_unverified`: forwarding an unverified request by
+//! accident does not compile.
 //!
 //! The few providers that do not fit "HMAC over a template" are variants of
 //! the same engine, not separate verifiers: a shared token compared in
@@ -49,7 +51,25 @@ pub struct Verified {
     replay_id: [u8; 32],
 }
 
+/// Permission to forward a request: `Forwarder::forward` requires one.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    _private: (),
+}
+
+impl Pass {
+    /// Shadow mode only: forward a request that failed verification, on purpose.
+    pub fn shadow_unverified() -> Pass {
+        Pass { _private: () }
+    }
+}
+
 impl Verified {
+    /// The permission to forward this verified request.
+    pub fn pass(&self) -> Pass {
+        Pass { _private: () }
+    }
+
     /// Position of the secret that matched in the route's `secrets` list.
     pub fn secret_index(&self) -> usize {
         self.secret_index
