@@ -431,7 +431,7 @@ fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config, ConfigErro
 
     let upstream = Upstream {
         target: upstream_target(&raw.upstream.url).map_err(|m| err("upstream.url", m))?,
-        timeout: duration(raw.upstream.timeout.as_deref(), "25s")
+        timeout: positive_duration(raw.upstream.timeout.as_deref(), "25s")
             .map_err(|m| err("upstream.timeout", m))?,
         ca_file: raw.upstream.ca_file.map(|p| relative_to(path, &p)),
         forwarded_headers: raw.upstream.forwarded_headers.unwrap_or(true),
@@ -449,9 +449,9 @@ fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config, ConfigErro
     let limits = Limits {
         max_body: size(l.max_body, 25 << 20).map_err(|m| err("limits.max_body", m))?,
         max_buffered: size(l.max_buffered, 256 << 20).map_err(|m| err("limits.max_buffered", m))?,
-        header_timeout: duration(l.header_timeout.as_deref(), "10s")
+        header_timeout: positive_duration(l.header_timeout.as_deref(), "10s")
             .map_err(|m| err("limits.header_timeout", m))?,
-        body_timeout: duration(l.body_timeout.as_deref(), "10s")
+        body_timeout: positive_duration(l.body_timeout.as_deref(), "10s")
             .map_err(|m| err("limits.body_timeout", m))?,
         max_inflight: count(l.max_inflight, 1024).map_err(|m| err("limits.max_inflight", m))?,
         max_connections: count(l.max_connections, 4096)
@@ -525,11 +525,11 @@ fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config, ConfigErro
     let replay = Replay {
         store,
         capacity: count(r.capacity, 100_000).map_err(|m| err("replay.capacity", m))?,
-        ttl: duration(r.ttl.as_deref(), "24h").map_err(|m| err("replay.ttl", m))?,
+        ttl: positive_duration(r.ttl.as_deref(), "24h").map_err(|m| err("replay.ttl", m))?,
         redis_url,
         redis_ca_file,
         redis_prefix: r.redis_prefix.unwrap_or_else(|| "hookgate".to_string()),
-        redis_timeout: duration(r.redis_timeout.as_deref(), "500ms")
+        redis_timeout: positive_duration(r.redis_timeout.as_deref(), "500ms")
             .map_err(|m| err("replay.redis_timeout", m))?,
         on_store_error,
     };
@@ -601,14 +601,15 @@ fn route(
     } else {
         PathPattern::Exact(rr.path.clone())
     };
-    if !rr.path.starts_with('/')
+    if !rr.path.is_ascii()
+        || !rr.path.starts_with('/')
         || rr.path.contains('?')
-        || rr.path[..rr.path.len() - 1].contains('*')
+        || rr.path.strip_suffix('*').unwrap_or(&rr.path).contains('*')
     {
         return Err(err(
             "path",
             format!(
-                "{:?} is not a path: it must start with '/', hold no query, and use '*' only as a final \"/*\"",
+                "{:?} is not a path: it must be ASCII (percent-encode the rest), start with '/', hold no query, and use '*' only as a final \"/*\"",
                 rr.path
             ),
         ));
@@ -877,9 +878,25 @@ fn upstream_target(url: &str) -> Result<UpstreamTarget, String> {
 
 /// Parses a humantime duration ("250ms", "5m"); `default` when absent.
 pub fn duration(value: Option<&str>, default: &str) -> Result<Duration, String> {
+    // A year bounds every setting: larger values are typos, and `Instant + d`
+    // must never overflow on the request path.
+    const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
     let text = value.unwrap_or(default);
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration like \"250ms\" or \"5m\": {e}"))
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like \"250ms\" or \"5m\": {e}"))?;
+    if d > MAX {
+        return Err(format!("{text:?} is longer than a year"));
+    }
+    Ok(d)
+}
+
+/// A duration that must be more than zero (a zero timeout fails every request).
+fn positive_duration(value: Option<&str>, default: &str) -> Result<Duration, String> {
+    let d = duration(value, default)?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }
 
 fn count(value: Option<i64>, default: usize) -> Result<usize, String> {

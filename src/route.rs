@@ -144,6 +144,18 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
             format!("secret from {} {}", rc.secrets[i].source, e.0),
         )
     })?;
+    // A timestamp is accepted for `tolerance` either side of now, so an id must
+    // be remembered at least that long or a replay fits in after it is forgotten.
+    if verifier.scheme().has_timestamp() && config.replay.ttl < verifier.tolerance() * 2 {
+        return Err(err(
+            "tolerance",
+            format!(
+                "replay.ttl ({}) must be at least twice the tolerance ({}), or a replay could arrive after its id is forgotten",
+                humantime::format_duration(config.replay.ttl),
+                humantime::format_duration(verifier.tolerance())
+            ),
+        ));
+    }
     let secret_labels: Vec<String> = rc.secrets.iter().map(|s| s.label.clone()).collect();
     Ok(Route {
         name: rc.name.clone(),

@@ -472,6 +472,10 @@ fn bad_configs_exit_2_and_name_the_field() {
         (format!("{GOOD}[[routes]]\nname = \"b\"\npath = \"/webhooks/levers\"\nprovider = \"levanta\"\nsecrets = [\"k\"]\n"), "routes[1].path"),
         (GOOD.replace("provider = \"svix\"", "provider = \"svx\""), "routes[0].provider"),
         (GOOD.replace("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!!"), "routes[0].secrets[0]"),
+        (GOOD.replace("[upstream]", "[upstream]\ntimeout = \"0s\""), "upstream.timeout"),
+        (format!("{GOOD}[replay]\nttl = \"500000000000years\"\n"), "replay.ttl"),
+        (format!("{GOOD}[replay]\nttl = \"5m\"\n"), "routes[0].tolerance"),
+        (GOOD.replace("/webhooks/levers", "/webhooks/é"), "routes[0].path"),
     ];
     for (toml, field) in cases {
         let (code, out) = hookgate_check(&toml);
