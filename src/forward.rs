@@ -205,10 +205,15 @@ impl tower_service::Service<Uri> for UnixConnector {
 
 /// Appends `value` to a comma-separated list header, creating it if absent.
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
-        _ => value.to_string(),
-    };
+    // Every line of the list counts: a client may send the header more than once.
+    let mut parts: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    parts.push(value);
+    let joined = parts.join(", ");
     if let Ok(v) = HeaderValue::from_str(&joined) {
         headers.insert(name, v);
     }
@@ -256,6 +261,16 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("svix-signature"));
+    }
+
+    #[test]
+    fn forwarded_for_joins_every_line_then_appends() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
+        append(&mut h, HeaderName::from_static("x-forwarded-for"), "10.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 10.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     }
 
     #[test]
