@@ -6,9 +6,10 @@
 //! anyway, because `Content-Length` may be absent (chunked) or a lie.
 //!
 //! Every buffered byte is first reserved from one process-wide budget (a
-//! semaphore counting bytes): the declared length up front, or chunk by chunk
-//! for a chunked body. When the budget is spent the request is refused at
-//! once, so many concurrent maximum-size uploads cannot exhaust memory.
+//! semaphore counting bytes), chunk by chunk as it arrives. When the budget is
+//! spent the request is refused at once, so many concurrent maximum-size
+//! uploads cannot exhaust memory, and idle clients that only *declare* large
+//! bodies cannot take the budget from everyone else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,8 +117,12 @@ pub fn check_declared(headers: &HeaderMap, max: u64) -> Result<(), BodyError> {
 }
 
 /// Reads the whole body, at most `max` bytes, within `timeout`, reserving
-/// every byte from `budget` first. The reservation must be held for as long
-/// as the returned bytes live (until the forward is done).
+/// every byte from `budget` as it arrives. The reservation must be held for as
+/// long as the returned bytes live (until the forward is done).
+///
+/// Bytes are reserved when they arrive, never on the strength of a declared
+/// `Content-Length` alone: a client that declares 25 MiB and then sends
+/// nothing must not hold 25 MiB of everyone's budget for `body_timeout`.
 pub async fn read<B>(
     body: B,
     declared: Option<u64>,
@@ -133,12 +138,12 @@ where
         permit: None,
         gauge: budget.gauge.clone(),
     };
-    if let Some(n) = declared {
-        // Already checked against `max`, so it fits in usize.
-        budget.reserve(&mut reserved, usize::try_from(n).unwrap_or(usize::MAX))?;
-    }
     let read = async {
-        let mut chunks: Vec<Bytes> = Vec::new();
+        // One chunk is kept as is (no copy); from the second on, chunks go into
+        // one buffer sized by the declared length, so memory stays near the
+        // bytes reserved instead of holding every chunk and then a copy.
+        let mut first: Option<Bytes> = None;
+        let mut buf: Option<BytesMut> = None;
         let mut len = 0usize;
         let mut body = body;
         while let Some(frame) = body.frame().await {
@@ -146,29 +151,33 @@ where
             let Ok(data) = frame.into_data() else {
                 continue; // trailers are not part of the signed bytes
             };
+            if data.is_empty() {
+                continue;
+            }
             len = len.saturating_add(data.len());
             if len > limit {
                 return Err(BodyError::TooLarge);
             }
-            // Reserve what the declared length did not already cover.
-            if len > reserved.bytes() {
-                let more = len - reserved.bytes();
-                budget.reserve(&mut reserved, more)?;
-            }
-            if !data.is_empty() {
-                chunks.push(data);
+            budget.reserve(&mut reserved, data.len())?;
+            match (&mut buf, first.take()) {
+                (Some(b), _) => b.extend_from_slice(&data),
+                (None, None) => first = Some(data),
+                (None, Some(head)) => {
+                    let hint = declared
+                        .and_then(|d| usize::try_from(d).ok())
+                        .unwrap_or(len)
+                        .clamp(len, limit);
+                    let mut b = BytesMut::with_capacity(hint);
+                    b.extend_from_slice(&head);
+                    b.extend_from_slice(&data);
+                    buf = Some(b);
+                }
             }
         }
-        Ok(match chunks.len() {
-            0 => Bytes::new(),
-            1 => chunks.swap_remove(0),
-            _ => {
-                let mut buf = BytesMut::with_capacity(len);
-                for c in chunks {
-                    buf.extend_from_slice(&c);
-                }
-                buf.freeze()
-            }
+        Ok(match (buf, first) {
+            (Some(b), _) => b.freeze(),
+            (None, Some(one)) => one,
+            (None, None) => Bytes::new(),
         })
     };
     let bytes = tokio::time::timeout(timeout, read)
@@ -227,7 +236,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn declared_length_is_reserved_up_front_and_released_on_drop() {
+    async fn bytes_are_reserved_as_they_arrive_not_as_declared_and_released_on_drop() {
         let gauge = IntGauge::new("b", "b").unwrap();
         let budget = Budget::new(10, gauge.clone());
         let (_, held) = read(
@@ -241,11 +250,25 @@ mod tests {
         .unwrap();
         assert_eq!(budget.in_use(), 8);
         assert_eq!(gauge.get(), 8);
-        // The budget cannot cover another declared 8 bytes: refused before reading.
-        let e = read(Stalled, Some(8), 10, Duration::from_secs(1), &budget)
+        // A client that declares 8 bytes and sends nothing holds nothing: it
+        // times out rather than taking the budget from everyone else.
+        let e = read(Stalled, Some(8), 10, Duration::from_millis(50), &budget)
             .await
             .err()
             .unwrap();
+        assert_eq!(e, BodyError::Timeout);
+        assert_eq!(budget.in_use(), 8);
+        // Bytes that do arrive beyond the budget are refused.
+        let e = read(
+            Full::new(Bytes::from_static(b"abcd")),
+            Some(4),
+            10,
+            Duration::from_secs(1),
+            &budget,
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(e, BodyError::BudgetSpent);
         drop(held);
         assert_eq!(budget.in_use(), 0);
@@ -296,5 +319,36 @@ mod tests {
         ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
             std::task::Poll::Pending
         }
+    }
+
+    /// A body that arrives in several frames.
+    struct Chunks(Vec<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+            let next = (!self.0.is_empty()).then(|| Ok(hyper::body::Frame::data(self.0.remove(0))));
+            std::task::Poll::Ready(next)
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_are_joined_in_order_and_each_is_reserved() {
+        let gauge = IntGauge::new("b", "b").unwrap();
+        let budget = Budget::new(100, gauge.clone());
+        let parts: Vec<Bytes> = ["ab", "", "cde", "f"]
+            .iter()
+            .map(|s| Bytes::from(*s))
+            .collect();
+        let (b, held) = read(Chunks(parts), Some(6), 10, Duration::from_secs(1), &budget)
+            .await
+            .unwrap();
+        assert_eq!(&b[..], b"abcdef");
+        assert_eq!(held.bytes(), 6);
+        assert_eq!(gauge.get(), 6);
     }
 }

@@ -268,7 +268,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
         h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
-        append(&mut h, HeaderName::from_static("x-forwarded-for"), "10.0.0.1");
+        append(
+            &mut h,
+            HeaderName::from_static("x-forwarded-for"),
+            "10.0.0.1",
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 10.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     }

@@ -798,6 +798,37 @@ async fn a_flood_beyond_max_inflight_gets_503_then_normal_service_resumes() {
 }
 
 #[tokio::test]
+async fn clients_that_only_declare_large_bodies_do_not_take_the_budget() {
+    let upstream = Upstream::start().await;
+    let gw = Gateway::start(&gateway_toml(
+        "",
+        &upstream.url(),
+        "[limits]\nmax_body = \"64KiB\"\nmax_buffered = \"100KiB\"\nbody_timeout = \"30s\"",
+        SVIX_SECRET,
+    ))
+    .await;
+    // Ten idle clients declare 50KiB each (five times the budget) and send nothing;
+    // were declarations reserved, the first two would hold all of it.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: 51200\r\n\r\n")
+            .await
+            .unwrap();
+        idle.push(s);
+    }
+    let reply = post(
+        &gw.url("/webhooks/levers"),
+        &svix("msg_past_idle", BODY),
+        BODY,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(upstream.count(), 1);
+    drop(idle);
+}
+
+#[tokio::test]
 async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
     let upstream = Upstream::start().await;
     let gw = Gateway::start(&gateway_toml(
@@ -810,7 +841,8 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
     let admin = gw.admin.unwrap();
     let budget = 100.0 * 1024.0;
 
-    // Six uploaders each declare 40KiB and send only half: the budget holds two.
+    // Six uploaders each declare 40KiB and send only half: bytes are reserved as
+    // they arrive, so the 100KiB budget holds five halves and refuses the sixth.
     let declared = 40 << 10;
     let mut holders = Vec::new();
     let mut refused = 0;
@@ -827,7 +859,7 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
         s.write_all(&vec![b'a'; declared / 2]).await.unwrap();
         // Either hookgate answers (refused), or this body's reservation shows
         // in the gauge (held while it waits for the rest).
-        let held_if_accepted = ((holders.len() + 1) * declared) as f64;
+        let held_if_accepted = ((holders.len() + 1) * (declared / 2)) as f64;
         let mut outcome = None;
         for _ in 0..200 {
             if let Some(answer) = closed_or_answered(&mut s, Duration::from_millis(50)).await {
@@ -852,8 +884,8 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
         let held = metric(admin, "hookgate_buffered_bytes").await;
         assert!(held <= budget, "buffered {held} within max_buffered");
     }
-    assert_eq!(holders.len(), 2, "two 40KiB bodies fit in 100KiB");
-    assert_eq!(refused, 4);
+    assert_eq!(holders.len(), 5, "five 20KiB halves fit in 100KiB");
+    assert_eq!(refused, 1);
 
     // A chunked body (no Content-Length) is reserved as it arrives: refused too.
     let reply = {
