@@ -19,12 +19,17 @@ const SIZES: &[(usize, &str)] = &[(1024, "1KiB"), (16 * 1024, "16KiB"), (1024 * 
 const PATH: &str = "/webhooks/bench";
 const PUBLIC_URL: &str = "https://hooks.example.com/webhooks/bench";
 
-/// A body that looks like a webhook: JSON, printable, `len` bytes.
-fn body(len: usize) -> Vec<u8> {
-    let head = br#"{"type":"invoice.paid","data":{"pad":""#;
+/// A body that looks like a webhook: JSON, printable, `len` bytes. It carries
+/// `webhookTimestamp` (ms) for providers that put the timestamp in the body (Linear).
+fn body(len: usize, now: SystemTime) -> Vec<u8> {
+    let ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let head = format!(r#"{{"type":"invoice.paid","webhookTimestamp":{ms},"data":{{"pad":""#);
     let tail = br#""}}"#;
     let mut b = Vec::with_capacity(len);
-    b.extend_from_slice(head);
+    b.extend_from_slice(head.as_bytes());
     while b.len() < len.saturating_sub(tail.len()) {
         b.push(b'a' + (b.len() % 26) as u8);
     }
@@ -86,7 +91,7 @@ fn verify(c: &mut Criterion) {
     for name in providers::NAMES {
         let mut group = c.benchmark_group(format!("verify/{name}"));
         for &(len, label) in SIZES {
-            let b = body(len);
+            let b = body(len, now);
             let Some((verifier, headers)) = signed(name, &b, now) else {
                 eprintln!("verify/{name}: skipped (no secret form here can sign for it)");
                 break;

@@ -48,7 +48,7 @@ set terminal pngcairo size 1200,500 font ",10"
 set output "$PNG"
 set multiplot layout 1,2 title "hookgate (Svix verify + replay store) vs nginx proxy\\\\_pass, same upstream, loopback"
 set grid
-set key top left
+set key below horizontal
 set xlabel "connections"
 set logscale x 2
 set ylabel "requests/s"
