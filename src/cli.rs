@@ -50,39 +50,7 @@ enum Command {
     /// Either --provider P --secret S, or --config F --route NAME (the route's
     /// scheme, secret and public_url). Secrets as in the config: env:NAME,
     /// file:PATH or the value itself.
-    Sign {
-        /// A built-in provider (see the README's provider table).
-        #[arg(long, conflicts_with_all = ["config", "route"])]
-        provider: Option<String>,
-        /// The signing secret: env:NAME, file:PATH or the value.
-        #[arg(long)]
-        secret: Option<String>,
-        #[arg(long, requires = "route")]
-        config: Option<PathBuf>,
-        /// A route's name (or path) in --config.
-        #[arg(long, requires = "config")]
-        route: Option<String>,
-        /// Which of the route's secrets to sign with (0 = the first).
-        #[arg(long, default_value_t = 0)]
-        secret_index: usize,
-        /// Message id, for providers that send one (default: generated).
-        #[arg(long)]
-        id: Option<String>,
-        /// Unix seconds (default: now).
-        #[arg(long)]
-        timestamp: Option<u64>,
-        /// Where the request goes (for --curl; Square and Twilio also sign it).
-        #[arg(long)]
-        url: Option<String>,
-        /// The URL the provider signs when it differs from --url (a load balancer in front).
-        #[arg(long)]
-        public_url: Option<String>,
-        /// Print a ready curl command instead of the headers.
-        #[arg(long)]
-        curl: bool,
-        #[arg(long, default_value = "POST")]
-        method: String,
-    },
+    Sign(crate::sign::Args),
     /// Run the real gateway against a built-in echo app and send genuine and forged webhooks.
     Demo {
         /// Exit after printing the table.
@@ -96,7 +64,7 @@ const EXIT_CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints a table: keep the gateway's per-request log lines out of it unless asked.
-    let default_level = if matches!(cli.command, Command::Demo { .. } | Command::Sign { .. }) {
+    let default_level = if matches!(cli.command, Command::Demo { .. } | Command::Sign(_)) {
         "warn"
     } else {
         "info"
@@ -105,31 +73,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
-        Command::Sign {
-            provider,
-            secret,
-            config,
-            route,
-            secret_index,
-            id,
-            timestamp,
-            url,
-            public_url,
-            curl,
-            method,
-        } => crate::sign::run(crate::sign::Args {
-            provider,
-            secret,
-            config,
-            route,
-            secret_index,
-            id,
-            timestamp,
-            url,
-            public_url,
-            curl,
-            method,
-        }),
+        Command::Sign(args) => crate::sign::run(args),
         Command::Demo { once } => with_runtime(crate::demo::run(once)),
     };
     crate::logsink::flush();

@@ -19,17 +19,38 @@ use crate::server;
 use crate::verify::{providers, Message, Verifier};
 
 /// What `hookgate sign` was asked to do (parsed by `cli.rs`).
+#[derive(clap::Args)]
 pub struct Args {
+    /// A built-in provider (see the README's provider table).
+    #[arg(long, conflicts_with_all = ["config", "route"])]
     pub provider: Option<String>,
+    /// The signing secret: env:NAME, file:PATH or the value.
+    #[arg(long)]
     pub secret: Option<String>,
+    #[arg(long, requires = "route")]
     pub config: Option<PathBuf>,
+    /// A route's name (or path) in --config.
+    #[arg(long, requires = "config")]
     pub route: Option<String>,
+    /// Which of the route's secrets to sign with (0 = the first).
+    #[arg(long, default_value_t = 0)]
     pub secret_index: usize,
+    /// Message id, for providers that send one (default: generated).
+    #[arg(long)]
     pub id: Option<String>,
+    /// Unix seconds (default: now).
+    #[arg(long)]
     pub timestamp: Option<u64>,
+    /// Where the request goes (for --curl; Square and Twilio also sign it).
+    #[arg(long)]
     pub url: Option<String>,
+    /// The URL the provider signs when it differs from --url (a load balancer in front).
+    #[arg(long)]
     pub public_url: Option<String>,
+    /// Print a ready curl command instead of the headers.
+    #[arg(long)]
     pub curl: bool,
+    #[arg(long, default_value = "POST")]
     pub method: String,
 }
 
