@@ -108,14 +108,6 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Refuses a declared length over `max` before reading anything.
-pub fn check_declared(headers: &HeaderMap, max: u64) -> Result<(), BodyError> {
-    match declared_length(headers) {
-        Some(n) if n > max => Err(BodyError::TooLarge),
-        _ => Ok(()),
-    }
-}
-
 /// Reads the whole body, at most `max` bytes, within `timeout`, reserving
 /// every byte from `budget` as it arrives. The reservation must be held for as
 /// long as the returned bytes live (until the forward is done).
@@ -133,6 +125,10 @@ pub async fn read<B>(
 where
     B: Body<Data = Bytes> + Unpin,
 {
+    // An honest oversized upload is refused before a byte of it is read.
+    if declared.is_some_and(|d| d > max) {
+        return Err(BodyError::TooLarge);
+    }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let mut reserved = Reservation {
         permit: None,

@@ -112,19 +112,14 @@ impl Proxy {
             return (End::Rejected(Reason::MethodNotAllowed), None);
         }
         let (parts, incoming) = req.into_parts();
-        let read = match body::check_declared(&parts.headers, runtime.max_body) {
-            Ok(()) => {
-                body::read(
-                    incoming,
-                    body::declared_length(&parts.headers),
-                    runtime.max_body,
-                    runtime.body_timeout,
-                    &self.buffered,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let read = body::read(
+            incoming,
+            body::declared_length(&parts.headers),
+            runtime.max_body,
+            runtime.body_timeout,
+            &self.buffered,
+        )
+        .await;
         // `reservation` keeps the body's bytes counted against `max_buffered`
         // for as long as they are held: until the forward below is done.
         let (bytes, reservation) = match read {
