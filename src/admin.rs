@@ -3,15 +3,16 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::replay::Store;
@@ -87,12 +88,31 @@ impl Admin {
     }
 
     /// Serves until `shutdown` flips; the admin port stays up while the public one drains.
+    ///
+    /// The admin port is bounded like the public one (the Kubernetes manifests
+    /// bind it to every interface for the kubelet's probes): a client that
+    /// says nothing, or trickles its headers, is cut off after
+    /// `header_timeout`, and at most `ADMIN_CONNECTIONS` are served at once.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        header_timeout: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
         loop {
+            // At the cap, stop accepting: new clients wait in the backlog.
+            let permit = tokio::select! {
+                _ = shutdown.changed() => break,
+                p = Arc::clone(&slots).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break, // never closed
+                },
+            };
             tokio::select! {
                 _ = shutdown.changed() => break,
                 accepted = listener.accept() => {
@@ -100,19 +120,26 @@ impl Admin {
                         Ok(a) => a,
                         Err(e) => {
                             tracing::warn!(error = %e, "admin accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };
                     let admin = Arc::clone(&self);
+                    let http1 = http1.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
+                        // hyper's header timer starts with the first byte: a
+                        // client that connects and says nothing is cut off here.
+                        let mut first = [0u8; 1];
+                        match tokio::time::timeout(header_timeout, stream.peek(&mut first)).await {
+                            Ok(Ok(n)) if n > 0 => {}
+                            Ok(Ok(_) | Err(_)) | Err(_) => return,
+                        }
                         let svc = service_fn(move |req| {
                             let admin = Arc::clone(&admin);
                             async move { Ok::<_, Infallible>(admin.handle(req).await) }
                         });
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc);
-                        if let Err(e) = conn.await {
+                        if let Err(e) = http1.serve_connection(TokioIo::new(stream), svc).await {
                             tracing::debug!(error = %e, "admin connection ended");
                         }
                     });
@@ -121,6 +148,9 @@ impl Admin {
         }
     }
 }
+
+/// Connections the admin port serves at once: probes and scrapes need a few.
+const ADMIN_CONNECTIONS: usize = 64;
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));

@@ -5,16 +5,17 @@
 //! upload is refused before a byte of it is read; the stream is then capped
 //! anyway, because `Content-Length` may be absent (chunked) or a lie.
 //!
-//! Every buffered byte is first reserved from one process-wide budget (a
-//! semaphore counting bytes), chunk by chunk as it arrives. When the budget is
-//! spent the request is refused at once, so many concurrent maximum-size
-//! uploads cannot exhaust memory, and idle clients that only *declare* large
-//! bodies cannot take the budget from everyone else.
+//! Every byte of buffer memory is first reserved from one process-wide budget
+//! (a semaphore counting bytes), as the buffer grows with what has arrived.
+//! When the budget is spent the request is refused at once, so many
+//! concurrent maximum-size uploads cannot exhaust memory, and clients that
+//! only *declare* large bodies neither get large buffers nor take the budget
+//! from everyone else (DESIGN §4: memory is bounded by configuration).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -108,13 +109,19 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// The smallest step a body buffer grows by: many tiny frames (an HTTP/2
+/// client sending a byte at a time) must not cost a reallocation each.
+const MIN_GROWTH: usize = 8 << 10;
+
 /// Reads the whole body, at most `max` bytes, within `timeout`, reserving
-/// every byte from `budget` as it arrives. The reservation must be held for as
-/// long as the returned bytes live (until the forward is done).
+/// from `budget` every byte of memory it holds. The reservation must be held
+/// for as long as the returned bytes live (until the forward is done).
 ///
-/// Bytes are reserved when they arrive, never on the strength of a declared
-/// `Content-Length` alone: a client that declares 25 MiB and then sends
-/// nothing must not hold 25 MiB of everyone's budget for `body_timeout`.
+/// What is counted is the buffer's *capacity*, not only the bytes received,
+/// and the capacity grows with what has arrived (doubling, never past the
+/// declared length or `max`), never on the strength of a declared
+/// `Content-Length` alone: a client that declares 25 MiB and sends two bytes
+/// holds a few KiB, all of them counted.
 pub async fn read<B>(
     body: B,
     declared: Option<u64>,
@@ -130,18 +137,18 @@ where
         return Err(BodyError::TooLarge);
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    // Growth stops at the declared length: an honest client's buffer ends
+    // exactly full. A lying one is cut off by hyper when the bytes disagree.
+    let ceiling = declared
+        .and_then(|d| usize::try_from(d).ok())
+        .map_or(limit, |d| d.min(limit));
     let mut reserved = Reservation {
         permit: None,
         gauge: budget.gauge.clone(),
     };
     let read = async {
-        // One chunk is kept as is (no copy); from the second on, chunks go into
-        // one buffer sized by the declared length, so memory stays near the
-        // bytes reserved instead of holding every chunk and then a copy.
-        let mut first: Option<Bytes> = None;
-        let mut buf: Option<BytesMut> = None;
-        let mut len = 0usize;
         let mut body = body;
+        let mut buf: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| BodyError::Incomplete)?;
             let Ok(data) = frame.into_data() else {
@@ -150,36 +157,56 @@ where
             if data.is_empty() {
                 continue;
             }
-            len = len.saturating_add(data.len());
-            if len > limit {
+            let needed = buf.len().saturating_add(data.len());
+            if needed > limit {
                 return Err(BodyError::TooLarge);
             }
-            budget.reserve(&mut reserved, data.len())?;
-            match (&mut buf, first.take()) {
-                (Some(b), _) => b.extend_from_slice(&data),
-                (None, None) => first = Some(data),
-                (None, Some(head)) => {
-                    let hint = declared
-                        .and_then(|d| usize::try_from(d).ok())
-                        .unwrap_or(len)
-                        .clamp(len, limit);
-                    let mut b = BytesMut::with_capacity(hint);
-                    b.extend_from_slice(&head);
-                    b.extend_from_slice(&data);
-                    buf = Some(b);
-                }
+            if buf.is_empty() && body.is_end_stream() {
+                // The whole body in one frame (most webhooks): kept as is, no
+                // copy. It is a slice of hyper's read buffer, already complete,
+                // so it pins nothing while waiting for more bytes.
+                budget.reserve(&mut reserved, data.len())?;
+                return Ok(data);
             }
+            if needed > buf.capacity() {
+                grow(&mut buf, needed, ceiling.max(needed), budget, &mut reserved)?;
+            }
+            buf.extend_from_slice(&data);
         }
-        Ok(match (buf, first) {
-            (Some(b), _) => b.freeze(),
-            (None, Some(one)) => one,
-            (None, None) => Bytes::new(),
-        })
+        // `Bytes::from(Vec)` keeps the allocation: no copy, and the capacity
+        // stays reserved with it.
+        Ok(Bytes::from(buf))
     };
     let bytes = tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| BodyError::Timeout)??;
     Ok((bytes, reserved))
+}
+
+/// Grows `buf` to hold at least `needed` bytes, reserving the added capacity
+/// from `budget` first: doubling (at least `MIN_GROWTH`) up to `ceiling`, or
+/// just `needed` when the budget cannot cover the doubling.
+fn grow(
+    buf: &mut Vec<u8>,
+    needed: usize,
+    ceiling: usize,
+    budget: &Budget,
+    reserved: &mut Reservation,
+) -> Result<(), BodyError> {
+    let have = buf.capacity();
+    let doubled = have
+        .saturating_mul(2)
+        .max(have.saturating_add(MIN_GROWTH))
+        .max(needed)
+        .min(ceiling);
+    let target = if budget.reserve(reserved, doubled - have).is_ok() {
+        doubled
+    } else {
+        budget.reserve(reserved, needed - have)?;
+        needed
+    };
+    buf.reserve_exact(target - buf.len());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -330,6 +357,48 @@ mod tests {
             let next = (!self.0.is_empty()).then(|| Ok(hyper::body::Frame::data(self.0.remove(0))));
             std::task::Poll::Ready(next)
         }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_sizes_nothing_until_bytes_arrive() {
+        // The attack from issue 11: declare 25 MiB, send two bytes. The buffer
+        // (and what the budget counts) follows the bytes, not the declaration.
+        let gauge = IntGauge::new("b", "b").unwrap();
+        let budget = Budget::new(64 << 20, gauge.clone());
+        let parts = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        let (b, held) = read(
+            Chunks(parts),
+            Some(25 << 20),
+            25 << 20,
+            Duration::from_secs(1),
+            &budget,
+        )
+        .await
+        .unwrap();
+        assert_eq!(&b[..], b"ab");
+        assert_eq!(held.bytes(), MIN_GROWTH);
+        assert_eq!(gauge.get(), i64::try_from(MIN_GROWTH).unwrap());
+    }
+
+    #[tokio::test]
+    async fn growth_falls_back_to_the_bytes_needed_when_doubling_does_not_fit() {
+        let gauge = IntGauge::new("b", "b").unwrap();
+        let budget = Budget::new(MIN_GROWTH as u64 + 10, gauge);
+        let parts = vec![
+            Bytes::from(vec![1u8; MIN_GROWTH]),
+            Bytes::from(vec![2u8; 10]),
+        ];
+        let (b, held) = read(
+            Chunks(parts),
+            None,
+            1 << 20,
+            Duration::from_secs(1),
+            &budget,
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.len(), MIN_GROWTH + 10);
+        assert_eq!(held.bytes(), MIN_GROWTH + 10);
     }
 
     #[tokio::test]

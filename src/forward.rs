@@ -20,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
+use tower_http::timeout::DeadlineBody;
 
 use crate::config::{Upstream, UpstreamTarget};
 use crate::verify::Pass;
@@ -31,6 +32,9 @@ pub enum ForwardError {
     /// No response headers within `upstream.timeout`.
     Timeout,
 }
+
+/// The application's response body, due within `upstream.timeout` of its headers.
+pub type UpstreamBody = DeadlineBody<Incoming>;
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -145,16 +149,21 @@ impl Forwarder {
                 headers.insert(header::HOST, value);
             }
         }
+        // The body is forwarded whole: its one length is the length sent.
+        // Duplicate (equal) Content-Length lines, which HTTP/2 lets through,
+        // collapse into one true value (RFC 9110 §8.6).
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         if self.forwarded_headers {
             append(
                 &mut headers,
                 HeaderName::from_static("x-forwarded-for"),
                 &origin.peer.to_string(),
             );
-            append(
-                &mut headers,
+            // Set, never appended: a client's own value would let it claim
+            // to the application that it came over TLS.
+            headers.insert(
                 HeaderName::from_static("x-forwarded-proto"),
-                if origin.tls { "https" } else { "http" },
+                HeaderValue::from_static(if origin.tls { "https" } else { "http" }),
             );
         }
 
@@ -179,6 +188,13 @@ impl Forwarder {
         };
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
+    }
+
+    /// The application's response body, bounded: an application that stalls
+    /// its body after the headers must not hold the provider's connection for
+    /// ever, so the whole body is due within another `upstream.timeout`.
+    pub fn bounded(&self, body: Incoming) -> UpstreamBody {
+        DeadlineBody::new(self.timeout, body)
     }
 }
 

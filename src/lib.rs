@@ -19,6 +19,8 @@
 //! - `proxy`    one request: route -> body -> verify -> replay -> forward, and
 //!   the single place outcomes become responses, metrics and log lines
 //! - `route`    path -> `Route`, built once from `Config`
+//! - `strict`   request shape: one valid `Host`, `chunked` only, guarded
+//!   headers sent once and never named in `Connection`
 //! - `body`     read the body within `max_body` and `body_timeout`
 //! - `verify`   the one signature engine; `verify::providers` is the catalog
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU
@@ -42,5 +44,6 @@ pub mod replay;
 pub mod route;
 pub mod server;
 pub mod sign;
+pub mod strict;
 pub mod tls;
 pub mod verify;

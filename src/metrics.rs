@@ -56,10 +56,11 @@ pub enum Reason {
     UpstreamTimeout,
     ReplayStoreUnavailable,
     Overloaded,
+    NotImplemented,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NoRoute,
         Reason::MethodNotAllowed,
         Reason::BodyTooLarge,
@@ -73,6 +74,7 @@ impl Reason {
         Reason::UpstreamTimeout,
         Reason::ReplayStoreUnavailable,
         Reason::Overloaded,
+        Reason::NotImplemented,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +92,7 @@ impl Reason {
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::ReplayStoreUnavailable => "replay_store_unavailable",
             Reason::Overloaded => "overloaded",
+            Reason::NotImplemented => "not_implemented",
         }
     }
 

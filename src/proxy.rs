@@ -14,14 +14,15 @@ use tokio::sync::Semaphore;
 
 use crate::body::{self, BodyError};
 use crate::config::{Mode, OnStoreError};
-use crate::forward::{ForwardError, Forwarder, Origin};
+use crate::forward::{ForwardError, Forwarder, Origin, UpstreamBody};
 use crate::metrics::{Metrics, Outcome, Reason, RouteMetrics};
 use crate::replay::{Claim, Store, Ticket};
 use crate::route::{Route, RouteTable};
+use crate::strict::{self, Malformed};
 use crate::verify::{Input, Pass, Rejection, Verified};
 
 /// Responses are either hookgate's own JSON or the application's streamed body.
-pub type ProxyBody = Either<Full<Bytes>, Incoming>;
+pub type ProxyBody = Either<Full<Bytes>, UpstreamBody>;
 
 /// What can change on reload: swapped atomically as one value.
 pub struct Runtime {
@@ -93,10 +94,6 @@ impl Proxy {
         let Some(route) = runtime.routes.find(req.uri().path()).cloned() else {
             return self.finish(None, End::Rejected(Reason::NoRoute), None, start);
         };
-        let Ok(_permit) = self.inflight.try_acquire() else {
-            return self.finish(Some(&route), End::Rejected(Reason::Overloaded), None, start);
-        };
-        let _gauge = InflightGauge::new(&self.metrics.inflight);
         let (end, message_id) = self.pipeline(&runtime, &route, req, origin).await;
         self.finish(Some(&route), end, message_id.as_deref(), start)
     }
@@ -108,10 +105,16 @@ impl Proxy {
         req: Request<Incoming>,
         origin: Origin,
     ) -> (End, Option<String>) {
-        if !route.methods.contains(req.method()) {
+        let (parts, incoming) = req.into_parts();
+        if let Err(m) = strict::framing(&parts) {
+            return (End::Rejected(malformed_reason(m)), None);
+        }
+        if !route.methods.contains(&parts.method) {
             return (End::Rejected(Reason::MethodNotAllowed), None);
         }
-        let (parts, incoming) = req.into_parts();
+        if let Err(m) = strict::guarded_headers(&parts.headers, &route.guarded) {
+            return (End::Rejected(malformed_reason(m)), None);
+        }
         let read = body::read(
             incoming,
             body::declared_length(&parts.headers),
@@ -142,6 +145,21 @@ impl Proxy {
             public_url: route.public_url.as_deref(),
         };
         let verdict = route.verifier.verify(&input, (self.clock)());
+        // In-flight slots are held by verified requests being forwarded, not
+        // by bodies still arriving (DESIGN §4): slow unsigned uploads are
+        // bounded by body_timeout, max_buffered and max_connections instead.
+        let admitted = match &verdict {
+            Ok(_) => true,
+            Err(_) => route.mode == Mode::Shadow,
+        };
+        let _slot = if admitted {
+            let Ok(permit) = self.inflight.try_acquire() else {
+                return (End::Rejected(Reason::Overloaded), None);
+            };
+            Some((permit, InflightGauge::new(&self.metrics.inflight)))
+        } else {
+            None
+        };
         let (pass, ticket, message_id) = match verdict {
             Ok(verified) => {
                 let message_id = verified.message_id().map(str::to_string);
@@ -266,7 +284,7 @@ impl Proxy {
         };
         let (outcome, reason, response) = match end {
             End::Forwarded(resp) => {
-                let mut resp = resp.map(Either::Right);
+                let mut resp = resp.map(|b| Either::Right(self.forwarder.bounded(b)));
                 // The provider talks to hookgate, not to the app: an app answering
                 // over HTTP/1.0 must not downgrade hookgate's own connection.
                 *resp.version_mut() = http::Version::default();
@@ -299,7 +317,8 @@ impl Proxy {
                     | Reason::StaleTimestamp
                     | Reason::InFlight
                     | Reason::UpstreamUnavailable
-                    | Reason::UpstreamTimeout => {}
+                    | Reason::UpstreamTimeout
+                    | Reason::NotImplemented => {}
                 }
                 (outcome, Some(reason), resp)
             }
@@ -357,6 +376,14 @@ fn reason_status(reason: Reason) -> (Outcome, StatusCode) {
         Reason::ReplayStoreUnavailable | Reason::Overloaded => {
             (Outcome::Rejected, StatusCode::SERVICE_UNAVAILABLE)
         }
+        Reason::NotImplemented => (Outcome::Rejected, StatusCode::NOT_IMPLEMENTED),
+    }
+}
+
+fn malformed_reason(m: Malformed) -> Reason {
+    match m {
+        Malformed::Ambiguous => Reason::BadRequest,
+        Malformed::UnsupportedCoding => Reason::NotImplemented,
     }
 }
 

@@ -6,9 +6,10 @@
 //! provider's retry is forwarded again. Nothing a provider retries is lost,
 //! and nothing the application accepted is delivered twice.
 
+use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lru::LruCache;
@@ -32,11 +33,73 @@ pub enum Claim {
 }
 
 /// Ownership of a claimed id; hand it back with `delivered` or `release`.
-#[derive(Debug, PartialEq, Eq)]
+///
+/// A ticket dropped unsettled (a forward that panicked or was aborted)
+/// releases its claim, so the provider's retry goes through at once instead
+/// of meeting `in_flight` until the lease runs out.
 pub struct Ticket {
     key: [u8; 32],
     token: u64,
+    /// The store that issued it, until it is settled.
+    owner: Option<Arc<Store>>,
 }
+
+impl Ticket {
+    fn new(key: [u8; 32], token: u64) -> Self {
+        Ticket {
+            key,
+            token,
+            owner: None,
+        }
+    }
+
+    /// Settles the ticket by hand: its drop no longer releases anything.
+    fn disarm(mut self) -> Ticket {
+        self.owner = None;
+        self
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let Some(store) = self.owner.take() else {
+            return;
+        };
+        let ticket = Ticket::new(self.key, self.token);
+        match &*store {
+            Store::Memory(m) => m.release(&ticket),
+            Store::Redis(_) => {
+                // A network round trip cannot run in `drop`: hand it to the
+                // runtime. Without one (the process is ending) the lease
+                // frees the id in the end.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = store.release(ticket).await {
+                            tracing::warn!(error = %e, "replay store could not release an abandoned claim");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("token", &self.token)
+            .field("armed", &self.owner.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Ticket {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.token == other.token
+    }
+}
+
+impl Eq for Ticket {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -55,16 +118,28 @@ pub enum Store {
 
 impl Store {
     /// Claims `replay_id` for `route`.
-    pub async fn claim(&self, route: &str, replay_id: &[u8; 32]) -> Result<Claim, StoreError> {
+    pub async fn claim(
+        self: &Arc<Self>,
+        route: &str,
+        replay_id: &[u8; 32],
+    ) -> Result<Claim, StoreError> {
         let key = key(route, replay_id);
-        match self {
-            Store::Memory(m) => Ok(m.claim(key, Instant::now())),
-            Store::Redis(r) => r.claim(key).await,
-        }
+        let claim = match &**self {
+            Store::Memory(m) => m.claim(key, Instant::now()),
+            Store::Redis(r) => r.claim(key).await?,
+        };
+        Ok(match claim {
+            Claim::Claimed(mut ticket) => {
+                ticket.owner = Some(Arc::clone(self));
+                Claim::Claimed(ticket)
+            }
+            other @ (Claim::Duplicate | Claim::InFlight) => other,
+        })
     }
 
     /// The application accepted the request: remember the id for `ttl`.
     pub async fn delivered(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let ticket = ticket.disarm();
         match self {
             Store::Memory(m) => {
                 m.delivered(&ticket, Instant::now());
@@ -76,6 +151,7 @@ impl Store {
 
     /// The request was not accepted: forget the claim so a retry goes through.
     pub async fn release(&self, ticket: Ticket) -> Result<(), StoreError> {
+        let ticket = ticket.disarm();
         match self {
             Store::Memory(m) => {
                 m.release(&ticket);
@@ -190,7 +266,7 @@ impl MemoryStore {
                 until: now + self.lease,
             },
         );
-        Claim::Claimed(Ticket { key, token })
+        Claim::Claimed(Ticket::new(key, token))
     }
 
     fn delivered(&self, ticket: &Ticket, now: Instant) {
@@ -276,6 +352,27 @@ mod tests {
         let _new = ticket(s.claim(k, later));
         s.release(&old);
         assert_eq!(s.claim(k, later), Claim::InFlight);
+    }
+
+    #[tokio::test]
+    async fn a_ticket_dropped_unsettled_releases_its_claim() {
+        let store = Arc::new(Store::Memory(store()));
+        let Claim::Claimed(t) = store.claim("r", &[5; 32]).await.unwrap() else {
+            panic!("expected a claim");
+        };
+        assert_eq!(store.claim("r", &[5; 32]).await.unwrap(), Claim::InFlight);
+        // A forward that panics drops its ticket while unwinding.
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = t;
+            panic!("forward panicked");
+        }));
+        assert!(dropped.is_err());
+        let Claim::Claimed(again) = store.claim("r", &[5; 32]).await.unwrap() else {
+            panic!("the retry must claim the released id");
+        };
+        // A settled ticket does not release on drop.
+        store.delivered(again).await.unwrap();
+        assert_eq!(store.claim("r", &[5; 32]).await.unwrap(), Claim::Duplicate);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Route {
     pub pattern: PathPattern,
     pub provider: String,
     pub verifier: Verifier,
+    /// The headers the verifier reads: each must arrive exactly once.
+    pub guarded: Vec<http::HeaderName>,
     pub methods: Vec<Method>,
     pub mode: Mode,
     pub public_url: Option<String>,
@@ -80,9 +82,13 @@ pub fn is_clean_path(path: &str) -> bool {
     if lower.contains("%2f") || lower.contains("%5c") {
         return false;
     }
-    !lower
-        .split('/')
-        .any(|seg| matches!(seg.replace("%2e", ".").as_str(), "." | ".."))
+    // A segment's parameters (`..;jsessionid=1`, `%2e%2e;`) are cut off by
+    // Tomcat, Jetty and Spring before they resolve dot segments.
+    !lower.split('/').any(|seg| {
+        let name = seg.replace("%2e", ".").replace("%3b", ";");
+        let name = name.split(';').next().unwrap_or_default();
+        matches!(name, "." | "..")
+    })
 }
 
 fn prefix_len(p: &PathPattern) -> usize {
@@ -162,6 +168,7 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         pattern: rc.path.clone(),
         provider: rc.provider.clone(),
         metrics: metrics.route(&rc.name, &secret_labels),
+        guarded: verifier.scheme().read_headers(),
         verifier,
         methods: rc.methods.clone(),
         mode: rc.mode,
@@ -176,7 +183,15 @@ mod tests {
 
     #[test]
     fn dot_segments_encoded_slashes_and_empty_segments_are_unclean() {
-        for ok in ["/", "/webhooks/levers", "/webhooks/a.b", "/w/..x", "/w/%41"] {
+        for ok in [
+            "/",
+            "/webhooks/levers",
+            "/webhooks/a.b",
+            "/w/..x",
+            "/w/%41",
+            "/w/a;b",
+            "/w/...;x",
+        ] {
             assert!(is_clean_path(ok), "{ok}");
         }
         for bad in [
@@ -189,6 +204,11 @@ mod tests {
             "/webhooks\\..\\admin",
             "/webhooks//levers",
             "/webhooks/..",
+            "/hooks/gh/..;/admin",
+            "/hooks/gh/%2e%2e;/admin",
+            "/hooks/gh/..;jsessionid=1/admin",
+            "/hooks/gh/.;/x",
+            "/hooks/gh/..%3b/admin",
         ] {
             assert!(!is_clean_path(bad), "{bad}");
         }

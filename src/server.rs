@@ -180,7 +180,7 @@ pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError>
                 store: Arc::clone(&store),
                 health: Arc::clone(&health),
             });
-            tokio::spawn(admin.serve(listener, admin_stop_rx));
+            tokio::spawn(admin.serve(listener, config.limits.header_timeout, admin_stop_rx));
             Some(bound)
         }
         None => None,

@@ -247,6 +247,21 @@ impl Scheme {
         Ok(())
     }
 
+    /// The request headers verification reads (signature, id, timestamp):
+    /// each must arrive once, since the application reads them too.
+    pub fn read_headers(&self) -> Vec<HeaderName> {
+        let id = self.id.as_ref().map(|spec| &spec.header);
+        let timestamp = match self.timestamp.as_ref().map(|spec| &spec.source) {
+            Some(TimestampSource::Header(name)) => Some(name),
+            Some(TimestampSource::Param(_) | TimestampSource::JsonBody(_)) | None => None,
+        };
+        std::iter::once(&self.signature_header)
+            .chain(id)
+            .chain(timestamp)
+            .cloned()
+            .collect()
+    }
+
     /// Whether a timestamp window applies (and so `tolerance` means something).
     pub fn has_timestamp(&self) -> bool {
         self.timestamp.is_some()

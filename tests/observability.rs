@@ -266,7 +266,7 @@ async fn probes_follow_start_and_drain() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(admin.serve(listener, rx));
+    tokio::spawn(admin.serve(listener, std::time::Duration::from_secs(10), rx));
     assert_eq!(
         get(&format!("http://{addr}/readyz")).await.status,
         StatusCode::SERVICE_UNAVAILABLE

@@ -841,12 +841,15 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
     let admin = gw.admin.unwrap();
     let budget = 100.0 * 1024.0;
 
-    // Six uploaders each declare 40KiB and send only half: bytes are reserved as
-    // they arrive, so the 100KiB budget holds five halves and refuses the sixth.
+    // Six uploaders each declare 40KiB and send only half: memory is reserved
+    // as the bytes arrive (the buffer's capacity, which grows with them, never
+    // sized from the declaration), so the 100KiB budget holds some halves and
+    // refuses the rest.
     let declared = 40 << 10;
     let mut holders = Vec::new();
     let mut refused = 0;
     for _ in 0..6 {
+        let before = metric(admin, "hookgate_buffered_bytes").await;
         let mut s = TcpStream::connect(gw.addr).await.unwrap();
         s.write_all(
             format!(
@@ -859,14 +862,14 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
         s.write_all(&vec![b'a'; declared / 2]).await.unwrap();
         // Either hookgate answers (refused), or this body's reservation shows
         // in the gauge (held while it waits for the rest).
-        let held_if_accepted = ((holders.len() + 1) * (declared / 2)) as f64;
+        let held_if_accepted = before + (declared / 2) as f64;
         let mut outcome = None;
         for _ in 0..200 {
             if let Some(answer) = closed_or_answered(&mut s, Duration::from_millis(50)).await {
                 outcome = Some(Some(answer));
                 break;
             }
-            if metric(admin, "hookgate_buffered_bytes").await == held_if_accepted {
+            if metric(admin, "hookgate_buffered_bytes").await >= held_if_accepted {
                 outcome = Some(None);
                 break;
             }
@@ -884,8 +887,12 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
         let held = metric(admin, "hookgate_buffered_bytes").await;
         assert!(held <= budget, "buffered {held} within max_buffered");
     }
-    assert_eq!(holders.len(), 5, "five 20KiB halves fit in 100KiB");
-    assert_eq!(refused, 1);
+    assert!(
+        holders.len() >= 3,
+        "20KiB halves held in buffers of at most twice their size: {}",
+        holders.len()
+    );
+    assert!(refused >= 1, "six 20KiB halves do not all fit in 100KiB");
 
     // A chunked body (no Content-Length) is reserved as it arrives: refused too.
     let reply = {

@@ -237,7 +237,7 @@ impl RedisStore {
             .call(StoreOp::Claim, invocation.invoke_async(&mut conn))
             .await?;
         match found {
-            0 => Ok(Claim::Claimed(Ticket { key, token })),
+            0 => Ok(Claim::Claimed(Ticket::new(key, token))),
             1 => Ok(Claim::Duplicate),
             2 => Ok(Claim::InFlight),
             other => Err(StoreError::Unavailable(format!(
