@@ -1,0 +1,15 @@
+//! Hostile input (issue 11): raw HTTP/1.1 bytes, raw HTTP/2 frames, smuggling and
+//! ambiguity cases and memory under floods, each checked against a raw-bytes
+//! recording upstream: nothing unverified reaches the app, and what does is
+//! byte-identical to what was signed.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod frames;
+mod http1;
+mod http2;
+mod memory;
+mod raw;
+mod smuggling;
