@@ -281,3 +281,65 @@ async fn memory_stays_bounded_when_200_http2_streams_declare_max_body_and_send_t
     drop(streams);
     conn.abort();
 }
+
+#[tokio::test]
+async fn memory_stays_bounded_under_http2_continuation_floods() {
+    use crate::frames::{self, Conn};
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start().await;
+    let budget = 32 * MIB;
+    let (proc, idle) = start(
+        dir.path(),
+        &upstream,
+        "[limits]\nmax_body = \"25MiB\"\nmax_buffered = \"32MiB\"",
+    )
+    .await;
+    let addr = proc.addr;
+    let opening = frames::block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", "hookgate.test"),
+        (":path", "/webhooks/levanta"),
+    ]);
+    // 20 connections at once, each a HEADERS without END_HEADERS and then up
+    // to 1000 CONTINUATION frames of 4 KiB of fields (4 MiB each).
+    let floods: Vec<_> = (0..20)
+        .map(|_| {
+            let opening = opening.clone();
+            tokio::spawn(async move {
+                let mut conn = Conn::open(addr).await;
+                let filler = "a".repeat(4000);
+                if conn
+                    .send(&frames::frame(frames::HEADERS, 0, 1, &opening))
+                    .await
+                    .is_ok()
+                {
+                    for i in 0..1000 {
+                        let name = format!("x-pad-{i}");
+                        let payload = frames::literal(name.as_bytes(), filler.as_bytes());
+                        if conn
+                            .send(&frames::frame(frames::CONTINUATION, 0, 1, &payload))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+                conn.drain_until_closed(Duration::from_secs(5)).await
+            })
+        })
+        .collect();
+    for f in floods {
+        let closed = tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(closed, "a CONTINUATION flood must be cut off");
+    }
+    assert_eq!(
+        genuine(&proc, "after CONTINUATION floods").await,
+        StatusCode::OK
+    );
+    assert_within(&proc, idle, budget, "20 CONTINUATION floods");
+}
