@@ -117,6 +117,12 @@ async fn genuine(proc: &Proc, tag: &str) -> StatusCode {
 fn assert_within(proc: &Proc, idle: u64, budget: u64, case: &str) {
     let peak = proc.status("VmHWM");
     let mib = |b: u64| b as f64 / MIB as f64;
+    eprintln!(
+        "[{case}] idle {:.1} MiB, peak {:.1} MiB, bound {:.1} MiB",
+        mib(idle),
+        mib(peak),
+        mib(idle + budget + SLACK)
+    );
     assert!(
         peak <= idle + budget + SLACK,
         "[{case}] peak RSS {:.1} MiB > idle {:.1} MiB + max_buffered {:.1} MiB + 16 MiB",
