@@ -6,6 +6,7 @@
 
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
@@ -127,7 +128,7 @@ fn replay_id(i: u64) -> [u8; 32] {
     id
 }
 
-fn claim_and_deliver(store: &Store, i: u64) {
+fn claim_and_deliver(store: &Arc<Store>, i: u64) {
     match ready(store.claim("bench", &replay_id(i))) {
         Ok(Claim::Claimed(t)) => ready(store.delivered(t)).unwrap(),
         other => panic!("id {i}: expected a fresh claim, got {other:?}"),
@@ -138,11 +139,11 @@ fn replay(c: &mut Criterion) {
     const RESIDENT: u64 = 1_000_000;
     // Capacity equal to the resident count: every new id evicts the oldest,
     // which is the steady state of a long-running gateway.
-    let store = Store::Memory(MemoryStore::new(
+    let store = Arc::new(Store::Memory(MemoryStore::new(
         RESIDENT as usize,
         Duration::from_secs(24 * 3600),
         Duration::from_secs(30),
-    ));
+    )));
     for i in 0..RESIDENT {
         claim_and_deliver(&store, i);
     }

@@ -37,11 +37,11 @@ fn main() {
     let before = status_kib("VmRSS:");
     // Capacity is split evenly over the store's shards and ids do not spread
     // perfectly, so 10% headroom keeps every one of the `count` ids resident.
-    let store = Store::Memory(MemoryStore::new(
+    let store = std::sync::Arc::new(Store::Memory(MemoryStore::new(
         count + count / 10,
         Duration::from_secs(24 * 3600),
         Duration::from_secs(30),
-    ));
+    )));
     let allocated = status_kib("VmRSS:");
     let start = Instant::now();
     for i in 0..count as u64 {

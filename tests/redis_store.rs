@@ -671,7 +671,9 @@ async fn keys_are_prefixed_and_a_stale_holder_cannot_release_a_claim_taken_over(
         lease: Duration::from_millis(300),
     };
     let metrics = hookgate::metrics::Metrics::new();
-    let store = Store::Redis(Box::new(RedisStore::new(&opts, metrics.store()).unwrap()));
+    let store = std::sync::Arc::new(Store::Redis(Box::new(
+        RedisStore::new(&opts, metrics.store()).unwrap(),
+    )));
     assert!(store.ready().await);
     let id = [7u8; 32];
 
