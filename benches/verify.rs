@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hookgate::replay::{Claim, MemoryStore, Store};
-use hookgate::verify::{providers, Input, Message, Verifier};
+use hookgate::verify::{providers, Input, Message, Payload, Verifier};
 use http::{HeaderMap, Method};
 
 const SIZES: &[(usize, &str)] = &[(1024, "1KiB"), (16 * 1024, "16KiB"), (1024 * 1024, "1MiB")];
@@ -82,7 +82,7 @@ fn input<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> Input<'a> {
         method: &Method::POST,
         path_and_query: PATH,
         headers,
-        body,
+        body: Payload::Whole(body),
         public_url: Some(PUBLIC_URL),
     }
 }

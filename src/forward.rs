@@ -1,6 +1,7 @@
 //! The upstream client: exact bytes, hop-by-hop policy, keep-alive pool and
 //! timeout, over `http://`, `https://` (rustls) or a `unix:` socket.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,8 +14,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{request, Request, Response, Uri};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -51,8 +51,8 @@ pub struct SetupError(pub String);
 /// The pooled client for each kind of upstream: one closed set, one match.
 enum Pool {
     /// `http://` and `https://`: the TLS connector passes plain http through.
-    Tcp(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
-    Unix(Client<UnixConnector, Full<Bytes>>),
+    Tcp(Client<HttpsConnector<HttpConnector>, Outgoing>),
+    Unix(Client<UnixConnector, Outgoing>),
 }
 
 pub struct Forwarder {
@@ -121,7 +121,7 @@ impl Forwarder {
         &self,
         _pass: Pass,
         parts: request::Parts,
-        body: Bytes,
+        body: Vec<Bytes>,
         origin: Origin,
     ) -> Result<Response<Incoming>, ForwardError> {
         let path = parts
@@ -152,7 +152,8 @@ impl Forwarder {
         // The body is forwarded whole: its one length is the length sent.
         // Duplicate (equal) Content-Length lines, which HTTP/2 lets through,
         // collapse into one true value (RFC 9110 §8.6).
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let body = Outgoing::new(body);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.remaining));
         if self.forwarded_headers {
             append(
                 &mut headers,
@@ -167,7 +168,7 @@ impl Forwarder {
             );
         }
 
-        let mut req = Request::new(Full::new(body));
+        let mut req = Request::new(body);
         *req.method_mut() = parts.method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
@@ -195,6 +196,52 @@ impl Forwarder {
     /// ever, so the whole body is due within another `upstream.timeout`.
     pub fn bounded(&self, body: Incoming) -> UpstreamBody {
         DeadlineBody::new(self.timeout, body)
+    }
+}
+
+/// The verified body on its way to the application: the blocks it was read
+/// into, in order, one frame each (hyper writes them with vectored I/O, no
+/// copy), with its exact length.
+pub struct Outgoing {
+    blocks: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl Outgoing {
+    fn new(blocks: Vec<Bytes>) -> Self {
+        let remaining = blocks
+            .iter()
+            .map(|b| u64::try_from(b.len()).unwrap_or(u64::MAX))
+            .fold(0u64, u64::saturating_add);
+        Outgoing {
+            blocks: blocks.into_iter(),
+            remaining,
+        }
+    }
+}
+
+impl hyper::body::Body for Outgoing {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.blocks.next();
+        if let Some(block) = &next {
+            let n = u64::try_from(block.len()).unwrap_or(u64::MAX);
+            self.remaining = self.remaining.saturating_sub(n);
+        }
+        Poll::Ready(next.map(|block| Ok(Frame::data(block))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 

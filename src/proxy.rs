@@ -19,7 +19,7 @@ use crate::metrics::{Metrics, Outcome, Reason, RouteMetrics};
 use crate::replay::{Claim, Store, Ticket};
 use crate::route::{Route, RouteTable};
 use crate::strict::{self, Malformed};
-use crate::verify::{Input, Pass, Rejection, Verified};
+use crate::verify::{Input, Pass, Payload, Rejection, Verified};
 
 /// Responses are either hookgate's own JSON or the application's streamed body.
 pub type ProxyBody = Either<Full<Bytes>, UpstreamBody>;
@@ -125,7 +125,7 @@ impl Proxy {
         .await;
         // `reservation` keeps the body's bytes counted against `max_buffered`
         // for as long as they are held: until the forward below is done.
-        let (bytes, reservation) = match read {
+        let (blocks, reservation) = match read {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return (End::Rejected(Reason::BodyTooLarge), None),
             Err(BodyError::Timeout) => return (End::Rejected(Reason::Timeout), None),
@@ -141,7 +141,7 @@ impl Proxy {
             method: &parts.method,
             path_and_query,
             headers: &parts.headers,
-            body: &bytes,
+            body: Payload::Blocks(&blocks),
             public_url: route.public_url.as_deref(),
         };
         let verdict = route.verifier.verify(&input, (self.clock)());
@@ -196,7 +196,7 @@ impl Proxy {
         let route_for_task = Arc::clone(route);
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let result = this.forwarder.forward(pass, parts, bytes, origin).await;
+            let result = this.forwarder.forward(pass, parts, blocks, origin).await;
             drop(reservation);
             let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {

@@ -8,7 +8,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use hookgate::verify::{
-    providers, Encoding, Input, KeyEncoding, Message, TimestampSource, Verifier,
+    providers, Encoding, Input, KeyEncoding, Message, Payload, TimestampSource, Verifier,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
@@ -67,7 +67,7 @@ fn verifies(s: &Signed, headers: &[(HeaderName, String)], body: &[u8], ts: u64) 
         method: &Method::POST,
         path_and_query: "/hook",
         headers: &map,
-        body,
+        body: Payload::Whole(body),
         public_url: Some("https://hooks.example.com/hook"),
     };
     s.verifier

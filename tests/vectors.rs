@@ -4,7 +4,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hookgate::verify::{generic, providers, Input, Rejection, Scheme, SignatureFormat, Verifier};
+use hookgate::verify::{
+    generic, providers, Input, Payload, Rejection, Scheme, SignatureFormat, Verifier,
+};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::Value;
 
@@ -169,7 +171,7 @@ fn run(v: &Value, scheme: Scheme) -> Result<(), Rejection> {
         method: &Method::POST,
         path_and_query: &path_and_query,
         headers: &headers,
-        body: v["body"].as_str().unwrap().as_bytes(),
+        body: Payload::Whole(v["body"].as_str().unwrap().as_bytes()),
         public_url: public_url.as_deref(),
     };
     verifier.verify(&input, now).map(|_| ())

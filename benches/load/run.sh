@@ -10,6 +10,7 @@
 #          --store memory|redis, --log LEVEL (hookgate's HOOKGATE_LOG, default info),
 #          --workers N (hookgate's HOOKGATE_WORKERS, default: unset = one per core),
 #          --id-rate N (signed ids generated per second of run, default 60000).
+# HOOKGATE_BIN=path runs that hookgate binary instead of building target/release/hookgate.
 # Every request carries a distinct, validly signed id (pre-signed by gen.py, cycled by bench.lua),
 # so the replay store never short-circuits the work. Raw results and results.csv go to
 # benches/load/out/ (git-ignored); plot.sh turns results.csv into plot.png.
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --log) LOG=$2; shift ;;
     --workers) WORKERS=$2; shift ;;
     --id-rate) ID_RATE=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -55,9 +56,14 @@ need wrk wrk
 need python3 python3
 [ "$STORE" = redis ] && need redis-server redis-server
 
-echo "== building hookgate (release)"
-timeout 1800 cargo build --release --locked --bin hookgate
-HOOKGATE=$PWD/target/release/hookgate
+if [ -n "${HOOKGATE_BIN:-}" ]; then
+  # A binary built elsewhere (another allocator, another commit), compared in the same run.
+  HOOKGATE=$(cd "$(dirname "$HOOKGATE_BIN")" && pwd)/$(basename "$HOOKGATE_BIN")
+else
+  echo "== building hookgate (release)"
+  timeout 1800 cargo build --release --locked --bin hookgate
+  HOOKGATE=$PWD/target/release/hookgate
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy"
