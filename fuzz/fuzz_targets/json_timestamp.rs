@@ -9,7 +9,7 @@
 #![no_main]
 
 use hmac::{Hmac, Mac};
-use hookgate::verify::{Input, Rejection, SignatureFormat, TimestampSource};
+use hookgate::verify::{Input, Payload, Rejection, SignatureFormat, TimestampSource};
 use hookgate_fuzz::{
     by_name, check_verified, header, header_map, in_window, json_field, lines, parse_now, put, POST,
 };
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
                 method: &POST,
                 path_and_query: "/hook",
                 headers,
-                body,
+                body: Payload::Whole(body),
                 public_url: None,
             };
             let r = v.verify(&input, now);

@@ -7,7 +7,7 @@
 //! parameters are the same.
 #![no_main]
 
-use hookgate::verify::{Input, Message, Rejection};
+use hookgate::verify::{Input, Message, Payload, Rejection};
 use hookgate_fuzz::{
     by_name, check_verified, form_model, has_body_sha256, header_map, lines, now, put, POST,
 };
@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
             method: &POST,
             path_and_query: &path_and_query,
             headers: &forged,
-            body,
+            body: Payload::Whole(body),
             public_url: Some(public_url),
         };
         if let Ok(ok) = v.verify(&inp, now()) {
@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
                 method: &POST,
                 path_and_query: pq,
                 headers,
-                body,
+                body: Payload::Whole(body),
                 public_url: Some(url),
             },
             now(),
@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
             method: &POST,
             path_and_query: &path_and_query,
             headers: &signed,
-            body,
+            body: Payload::Whole(body),
             public_url: Some(public_url),
         },
         now(),

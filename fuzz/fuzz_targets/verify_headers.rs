@@ -8,7 +8,7 @@
 //! headers (empty: absent).
 #![no_main]
 
-use hookgate::verify::{Input, TimestampSource};
+use hookgate::verify::{Input, Payload, TimestampSource};
 use hookgate_fuzz::{check_verified, lines, parse_now, pick, put, split_url, POST};
 use http::HeaderMap;
 use libfuzzer_sys::fuzz_target;
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
         method: &POST,
         path_and_query: &path_and_query,
         headers: &headers,
-        body,
+        body: Payload::Whole(body),
         public_url,
     };
     if let Ok(v) = case.verifier.verify(&input, now) {
