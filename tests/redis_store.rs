@@ -829,3 +829,47 @@ async fn recovers_after_redis_came_back_refusing_hookgate_for_a_while() {
     assert!(is_duplicate(&deliver(&gw, "msg_auth_2").await));
     assert_eq!(app.count(), 2);
 }
+
+#[tokio::test]
+async fn the_first_request_after_a_redis_restart_is_answered_not_refused() {
+    // Issue 12: each instance found its connection dead only when it used it,
+    // and answered that first request 503. The dropped connection is now
+    // replaced and the command sent again within the same redis_timeout.
+    let mut redis = Redis::start().await;
+    let app = Upstream::start().await;
+    let a = Gateway::start(&redis_config(&app, &redis, "reject")).await;
+    let b = Gateway::start(&redis_config(&app, &redis, "reject")).await;
+    assert_eq!(
+        deliver(&a, "msg_before_restart_a").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        deliver(&b, "msg_before_restart_b").await.status,
+        StatusCode::OK
+    );
+
+    redis.restart().await;
+
+    for (gw, id) in [(&a, "msg_after_restart_a"), (&b, "msg_after_restart_b")] {
+        let reply = deliver(gw, id).await;
+        assert_eq!(reply.status, StatusCode::OK, "{id}: {}", reply.text());
+        // And the claim it made is its own: the delivery is recorded, a repeat
+        // through either instance is a duplicate.
+        let again = deliver(&b, id).await;
+        assert!(
+            is_duplicate(&again),
+            "{id}: {} {}",
+            again.status,
+            again.text()
+        );
+    }
+    assert_accepted_ids_reached_app_once(
+        &app,
+        &[
+            "msg_before_restart_a",
+            "msg_before_restart_b",
+            "msg_after_restart_a",
+            "msg_after_restart_b",
+        ],
+    );
+}

@@ -35,11 +35,17 @@ const REBUILD_AFTER: Duration = Duration::from_secs(3);
 const DELIVERED: &str = "D";
 
 /// Claims the key if it is free, else says who holds it: 0 claimed, 1 delivered, 2 in flight.
+/// A key already holding this very token is ours: a claim sent again after
+/// its connection dropped (the first one may have reached Redis) is claimed.
 const CLAIM: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 0
 end
-if redis.call('GET', KEYS[1]) == ARGV[3] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  return 0
+end
+if held == ARGV[3] then
   return 1
 end
 return 2
@@ -198,23 +204,45 @@ impl RedisStore {
     }
 
     /// Runs one Redis call within the timeout, recording its latency and any failure.
-    async fn call<T>(
-        &self,
-        op: StoreOp,
-        fut: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, StoreError> {
+    ///
+    /// A connection Redis dropped (a restart, a failover, an idle cut) is found
+    /// dead only when a command is sent on it: the manager then reconnects, and
+    /// the command is sent once more, within the same `redis_timeout`, so the
+    /// first request after a Redis restart is answered, not refused with 503.
+    /// Every command here is safe to send twice: a claim recognises its own
+    /// token (the first may have reached Redis before the connection broke),
+    /// release deletes only its own token, delivered is a plain SET.
+    async fn call<T, F, Fut>(&self, op: StoreOp, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!(
-                "redis {}: {e}",
-                op.as_str()
-            ))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "redis {}: no answer within {:?}",
-                op.as_str(),
-                self.timeout
-            ))),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut tries = 0;
+        let result = loop {
+            tries += 1;
+            match tokio::time::timeout_at(deadline, attempt(self.conn())).await {
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e))
+                    if tries == 1 && (e.is_connection_dropped() || e.is_unrecoverable_error()) =>
+                {
+                    tracing::debug!(op = op.as_str(), error = %e, "replay store: redis connection dropped; sending again");
+                }
+                Ok(Err(e)) => {
+                    break Err(StoreError::Unavailable(format!(
+                        "redis {}: {e}",
+                        op.as_str()
+                    )))
+                }
+                Err(_) => {
+                    break Err(StoreError::Unavailable(format!(
+                        "redis {}: no answer within {:?}",
+                        op.as_str(),
+                        self.timeout
+                    )))
+                }
+            }
         };
         self.metrics
             .observe(op, started.elapsed().as_secs_f64(), result.is_ok());
@@ -227,14 +255,16 @@ impl RedisStore {
         // stale holder can never release a claim another instance took over.
         let token: u64 = rand::random();
         let token_text = format!("{token:016x}");
-        let mut conn = self.conn();
-        let mut invocation = self.claim.key(self.redis_key(&key));
-        invocation
-            .arg(&token_text)
-            .arg(self.lease_ms)
-            .arg(DELIVERED);
+        let redis_key = self.redis_key(&key);
         let found: i64 = self
-            .call(StoreOp::Claim, invocation.invoke_async(&mut conn))
+            .call(StoreOp::Claim, |mut conn| {
+                let mut invocation = self.claim.key(&redis_key);
+                invocation
+                    .arg(&token_text)
+                    .arg(self.lease_ms)
+                    .arg(DELIVERED);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
             .await?;
         match found {
             0 => Ok(Claim::Claimed(Ticket::new(key, token))),
@@ -248,24 +278,29 @@ impl RedisStore {
 
     pub async fn delivered(&self, ticket: &Ticket) -> Result<(), StoreError> {
         // Delivered wins even if the lease lapsed meanwhile: the application accepted it.
-        let mut conn = self.conn();
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.redis_key(&ticket.key))
             .arg(DELIVERED)
             .arg("PX")
             .arg(self.ttl_ms);
         let _: () = self
-            .call(StoreOp::Delivered, cmd.query_async(&mut conn))
+            .call(StoreOp::Delivered, |mut conn| {
+                let cmd = &cmd;
+                async move { cmd.query_async(&mut conn).await }
+            })
             .await?;
         Ok(())
     }
 
     pub async fn release(&self, ticket: &Ticket) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let mut invocation = self.release.key(self.redis_key(&ticket.key));
-        invocation.arg(format!("{:016x}", ticket.token));
+        let redis_key = self.redis_key(&ticket.key);
+        let token_text = format!("{:016x}", ticket.token);
         let _: i64 = self
-            .call(StoreOp::Release, invocation.invoke_async(&mut conn))
+            .call(StoreOp::Release, |mut conn| {
+                let mut invocation = self.release.key(&redis_key);
+                invocation.arg(&token_text);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
             .await?;
         Ok(())
     }
@@ -290,9 +325,13 @@ impl RedisStore {
 
     /// One PING within the timeout.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
         let cmd = redis::cmd("PING");
-        let _: String = self.call(StoreOp::Ping, cmd.query_async(&mut conn)).await?;
+        let _: String = self
+            .call(StoreOp::Ping, |mut conn| {
+                let cmd = &cmd;
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await?;
         Ok(())
     }
 }
