@@ -10,6 +10,10 @@
 #          --store memory|redis, --log LEVEL (hookgate's HOOKGATE_LOG, default info),
 #          --workers N (hookgate's HOOKGATE_WORKERS, default: unset = one per core),
 #          --id-rate N (signed ids generated per second of run, default 60000).
+#          --soak SECS: instead of the table, measure the peak rate (1 KiB, 50 connections, 10 s),
+#          then hold 80% of it for SECS seconds (paced by soak.lua), sampling hookgate's RSS
+#          every second; fails on any error or if RSS over the last half strays more than 10%
+#          from its mean.
 # HOOKGATE_BIN=path runs that hookgate binary instead of building target/release/hookgate.
 # Every request carries a distinct, validly signed id (pre-signed by gen.py, cycled by bench.lua),
 # so the replay store never short-circuits the work. Raw results and results.csv go to
@@ -21,7 +25,7 @@ HERE=benches/load
 OUT=$HERE/out
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" ID_RATE=60000
+STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -34,7 +38,8 @@ while [ $# -gt 0 ]; do
     --log) LOG=$2; shift ;;
     --workers) WORKERS=$2; shift ;;
     --id-rate) ID_RATE=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --soak) SOAK=$2; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -331,6 +336,75 @@ if [ "$SMOKE" = 0 ]; then
   done
   # Warm-up ids stay resident; only measured points are checked, and their ids are fresh.
   BASE_COUNTS=$(outcomes)
+fi
+
+# ---- the soak: 80% of the peak rate, held; RSS sampled every second ----
+if [ "$SOAK" -gt 0 ]; then
+  SEG=10 CONNS_SOAK=50
+  data="$OUT/data/peak"
+  python3 "$HERE/gen.py" --out "$data" --size 1024 --count $((ID_RATE * SEG)) \
+    --secret "$SECRET" --prefix "p$RUN_ID"
+  DURATION=$SEG drive hookgate "http://127.0.0.1:$HG_PORT/webhooks/svix" 1024 "$CONNS_SOAK" 0 "$data" || FAIL=1
+  rm -rf "$data"
+  read -r PEAK P50 <<<"$(awk -F, 'NR == 2 {print int($5), $6}' "$CSV")"
+  RATE=$((PEAK * 8 / 10))
+  # Each connection sends one request per (pause + latency): solve for the pause.
+  DELAY=$(python3 -c "print(max(1, round($CONNS_SOAK * 1000 / $RATE - $P50)))")
+  echo "== soak: peak $PEAK req/s (p50 $P50 ms); holding ~$RATE req/s for $SOAK s ($CONNS_SOAK connections, $DELAY ms pause each)"
+  echo "second,rss_mib" >"$OUT/soak-rss.csv"
+  ( for t in $(seq "$SOAK"); do
+      awk -v t="$t" '/^VmRSS:/ {printf "%d,%.1f\n", t, $2 / 1024}' "/proc/$HG_PID/status" >>"$OUT/soak-rss.csv" 2>/dev/null
+      sleep 1
+    done ) &
+  SAMPLER=$!
+  PIDS+=("$SAMPLER")
+  echo "segment,rps,p50_ms,p99_ms,errors" >"$OUT/soak.csv"
+  for seg in $(seq $((SOAK / SEG))); do
+    data="$OUT/data/soak-$seg"
+    python3 "$HERE/gen.py" --out "$data" --size 1024 --count $((RATE * SEG * 3 / 2)) \
+      --secret "$SECRET" --prefix "s${RUN_ID}g$seg"
+    raw="$OUT/raw/soak-$seg.txt"
+    SOAK_DELAY_MS=$DELAY timeout $((SEG + 60)) wrk -t"$THREADS" -c"$CONNS_SOAK" -d"${SEG}s" --timeout 5s \
+      -s "$HERE/soak.lua" "http://127.0.0.1:$HG_PORT/webhooks/svix" -- "$data" "$THREADS" >"$raw" 2>&1 || FAIL=1
+    python3 - "$raw" "$seg" >>"$OUT/soak.csv" <<'EOF' || FAIL=1
+import json, sys
+line = next((l for l in open(sys.argv[1]) if l.startswith("RESULT ")), None)
+if line is None:
+    sys.exit(1)
+r = json.loads(line[len("RESULT "):])
+errors = sum(r[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors",
+                            "timeouts", "ids_wrapped"))
+print(f"{sys.argv[2]},{r['requests'] / (r['duration_us'] / 1e6):.0f},{r['p50_us'] / 1000:.2f},"
+      f"{r['p99_us'] / 1000:.2f},{errors}")
+EOF
+    rm -rf "$data"
+  done
+  wait "$SAMPLER" 2>/dev/null || true
+  after=$(outcomes)
+  python3 - "$OUT/soak.csv" "$OUT/soak-rss.csv" "$BASE_COUNTS" "$after" <<'EOF' || FAIL=1
+import csv, statistics, sys
+segs = list(csv.DictReader(open(sys.argv[1])))
+rss = [float(r["rss_mib"]) for r in csv.DictReader(open(sys.argv[2]))]
+b, a = ([int(x) for x in s.split()] for s in sys.argv[3:5])
+rejected, duplicate, uperr = a[1] - b[1], a[2] - b[2], a[3] - b[3]
+print(f"{'segment':>7} | {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} | errors")
+for s in segs:
+    print(f"{s['segment']:>7} | {s['rps']:>7} {s['p50_ms']:>7} {s['p99_ms']:>7} | {s['errors']}")
+half = rss[len(rss) // 2:]
+mean = statistics.mean(half)
+dev = max(abs(x - mean) for x in half) / mean * 100
+print(f"RSS: first {rss[0]:.1f} MiB, peak {max(rss):.1f} MiB; last {len(half)} s: mean {mean:.1f} MiB, "
+      f"min {min(half):.1f}, max {max(half):.1f}, largest deviation {dev:.1f}%")
+print(f"hookgate outcomes beside forwarded: rejected={rejected} duplicate={duplicate} "
+      f"upstream_error={uperr}")
+errors = sum(int(s["errors"]) for s in segs) + rejected + duplicate + uperr
+ok = errors == 0 and dev <= 10.0
+print("soak: " + ("PASS" if ok else "FAIL") + f" (errors {errors}, RSS deviation {dev:.1f}%, at most 10%)")
+sys.exit(0 if ok else 1)
+EOF
+  echo "raw output: $OUT"
+  [ "$FAIL" = 0 ] || { echo "run.sh: soak FAILED" >&2; exit 1; }
+  exit 0
 fi
 
 point=0
