@@ -86,9 +86,9 @@ pub struct App {
 }
 
 impl App {
-    pub async fn start(upstream_timeout: Duration) -> App {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+    /// Listens on `port` (one `procs::free_port` chose, outside the ephemeral range).
+    pub async fn start(port: u16, upstream_timeout: Duration) -> App {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let app = App {
             inner: Arc::new(Inner {
                 mode: Mutex::new(Mode::Normal),

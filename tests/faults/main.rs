@@ -15,7 +15,8 @@
 //!
 //! Short run (CI): `cargo test --test faults`. Full run (the README's figures):
 //! `cargo test --release --test faults -- --ignored --nocapture`.
-//! `FAULTS_SEED=0x…` replays a run's deliveries, bodies, jitter and hang-ups.
+//! `FAULTS_SEED=0x…` replays a run's deliveries, bodies, jitter and hang-ups;
+//! `FAULTS_HOOKGATE_BIN=path` runs it against another hookgate build.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../support/mod.rs"]
@@ -99,7 +100,7 @@ async fn run(plan: Plan) {
         .unwrap_or_else(rand::random);
     let t0 = Instant::now();
     let redis = Redis::start().await;
-    let app = App::start(UPSTREAM_TIMEOUT).await;
+    let app = App::start(free_port(), UPSTREAM_TIMEOUT).await;
     let dir = tempfile::tempdir().unwrap();
     let configs = [0, 1].map(|_| GateConfig {
         port: free_port(),

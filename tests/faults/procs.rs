@@ -12,13 +12,18 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A free loopback port: bound, read, released (the kernel does not hand it out again at once).
+/// A free loopback port below the ephemeral range (32768-60999 on Linux),
+/// so that while a process on it is down no outgoing connection takes it as
+/// its local port and the restart finds it taken.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let port = rand::Rng::random_range(&mut rng, 20_000..32_000);
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32000");
 }
 
 fn signal_child(child: &Child, sig: Signal) {
@@ -173,7 +178,10 @@ impl Hookgate {
 
     /// Starts the binary; returns once it logged that it listens (30 s bound).
     async fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        // FAULTS_HOOKGATE_BIN runs the suite against another build (an older commit, a release binary).
+        let bin = std::env::var_os("FAULTS_HOOKGATE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookgate").into());
+        let mut child = Command::new(bin)
             .args(["--log-format", "json", "run", "--config"])
             .arg(&self.config)
             .env("HOOKGATE_LOG", "info")

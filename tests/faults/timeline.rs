@@ -102,7 +102,20 @@ pub struct Window {
     pub note: String,
 }
 
+/// Between the fault really ending and the timeline noting its end.
+const SLACK: Duration = Duration::from_millis(100);
+
 impl Window {
+    /// Whether this fault accounts for a 5xx answered at `done` to an attempt
+    /// sent at `sent`: one it excuses, to an attempt sent before it was over,
+    /// answered after it began and within `grace` of its end.
+    pub fn excuses(&self, sent: Instant, done: Instant, grace: Duration) -> bool {
+        self.fault.excuses_5xx()
+            && sent <= self.end + SLACK
+            && done >= self.start
+            && done <= self.end + grace
+    }
+
     /// Whether `[from, to]` meets the window extended by `grace` at its end.
     pub fn meets(&self, from: Instant, to: Instant, grace: Duration) -> bool {
         from <= self.end + grace && to >= self.start
