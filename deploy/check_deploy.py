@@ -81,7 +81,7 @@ LABEL_VALUES = {
     "result": {"success", "failure"},
     "reason": {"no_route", "method_not_allowed", "body_too_large", "timeout", "bad_request", "missing_signature",
                "invalid_signature", "stale_timestamp", "in_flight", "upstream_unavailable",
-               "upstream_timeout", "replay_store_unavailable", "overloaded"},
+               "upstream_timeout", "replay_store_unavailable", "overloaded", "not_implemented"},
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
