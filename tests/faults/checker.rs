@@ -261,10 +261,11 @@ fn table(input: &Input<'_>, c: &Counts) -> String {
         "deliveries",
         ds.len(),
         format!(
-            "genuine {genuine} (svix {}, levanta {}, leaflink {}), forged {}",
+            "genuine {genuine} (svix {}, levanta {}, leaflink {}; {} of them probes sent right after a recovery), forged {}",
             per_route(Route::Svix),
             per_route(Route::Levanta),
             per_route(Route::LeafLink),
+            ds.iter().filter(|d| d.is_probe()).count(),
             ds.len() - genuine
         ),
     );

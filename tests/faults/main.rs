@@ -138,6 +138,7 @@ async fn run(plan: Plan) {
         redis,
         gates,
         configs,
+        provider: provider.clone(),
     };
     let timeline = timeline::run(&mut world, plan.cycles, plan.gap).await;
     // Every delivery ends within its start, its budget and one attempt.
@@ -147,6 +148,10 @@ async fn run(plan: Plan) {
         .await
         .expect("the provider did not finish within its bounds")
         .unwrap();
+    let probes = tokio::time::timeout(plan.budget + ATTEMPT_TIMEOUT * 2, provider.probes())
+        .await
+        .expect("the probes did not finish within their bounds");
+    let deliveries: Vec<provider::Delivery> = deliveries.iter().cloned().chain(probes).collect();
 
     let attempts = provider.log();
     let arrivals = app.log();

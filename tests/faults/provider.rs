@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::support::{
     leaflink_headers, levanta_headers, now_secs, svix_headers, LEAFLINK_SECRET, LEVANTA_SECRET,
@@ -77,6 +77,7 @@ pub enum Forgery {
     Stale,
 }
 
+#[derive(Clone)]
 pub struct Delivery {
     pub id: u64,
     pub route: Route,
@@ -85,11 +86,19 @@ pub struct Delivery {
     msg_id: String,
     /// When its first attempt is due, from the start of the run.
     pub at: Duration,
+    /// The instance its first attempt goes to (retries alternate).
+    first_via: usize,
+    /// Sent by the timeline right after a recovery: its first attempt never hangs up.
+    probe: bool,
 }
 
 impl Delivery {
     pub fn genuine(&self) -> bool {
         self.forgery == Forgery::Genuine
+    }
+
+    pub fn is_probe(&self) -> bool {
+        self.probe
     }
 
     /// The headers and body of one attempt, signed now (Svix re-signs each attempt).
@@ -169,6 +178,8 @@ pub fn plan(n: usize, forged_every: u64, span: Duration, seed: u64) -> Vec<Deliv
                 body: Bytes::from(body),
                 msg_id: format!("msg_faults_{run:08x}_{id}"),
                 at: span.mul_f64(id as f64 / n as f64),
+                first_via: usize::try_from(id % 2).unwrap(),
+                probe: false,
             }
         })
         .collect()
@@ -234,7 +245,12 @@ pub struct Provider {
     /// Chance that an attempt hangs up mid-body, and (again) after the request.
     hangup: f64,
     seed: u64,
+    /// The probes sent so far, and their tasks.
+    probes: Mutex<(Vec<Delivery>, Vec<JoinHandle<()>>)>,
 }
+
+/// Probe deliveries are numbered from here.
+const PROBE_BASE: u64 = 1_000_000;
 
 impl Provider {
     pub fn new(
@@ -256,7 +272,46 @@ impl Provider {
             attempt_timeout,
             hangup,
             seed,
+            probes: Mutex::default(),
         })
+    }
+
+    /// Sends a genuine delivery now, its first attempt to instance `via`
+    /// (retried like any other): the first request after a recovery, which
+    /// must not meet a 5xx once the fault is over.
+    pub fn probe(self: &Arc<Self>, via: usize) {
+        let mut probes = self.probes.lock().unwrap();
+        let k = u64::try_from(probes.0.len()).unwrap();
+        let id = PROBE_BASE + k;
+        let route = [Route::Svix, Route::Levanta, Route::LeafLink][usize::try_from(k % 3).unwrap()];
+        let body = format!(
+            r#"{{"delivery":{id},"route":"{}","type":"invoice.paid","forged":"Genuine","probe":true}}"#,
+            route.name()
+        );
+        let d = Delivery {
+            id,
+            route,
+            forgery: Forgery::Genuine,
+            body: Bytes::from(body),
+            msg_id: format!("msg_probe_{:016x}_{k}", self.seed),
+            at: Duration::ZERO,
+            first_via: via,
+            probe: true,
+        };
+        probes.0.push(d.clone());
+        let this = self.clone();
+        probes.1.push(tokio::spawn(async move {
+            this.deliver(&d, Instant::now()).await
+        }));
+    }
+
+    /// Waits for every probe to finish; the probes, to check with the other deliveries.
+    pub async fn probes(&self) -> Vec<Delivery> {
+        let tasks = std::mem::take(&mut self.probes.lock().unwrap().1);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        self.probes.lock().unwrap().0.clone()
     }
 
     pub fn log(&self) -> Vec<Attempt> {
@@ -293,7 +348,7 @@ impl Provider {
                     return;
                 }
             }
-            let via = usize::try_from((d.id + u64::from(n)) % 2).unwrap();
+            let via = (d.first_via + usize::try_from(n).unwrap()) % 2;
             let hangup = self.hangup_for(d, n, &mut rng);
             let attempt = {
                 let _permit = self.permits.acquire().await.unwrap();
@@ -320,6 +375,7 @@ impl Provider {
     /// both kinds); any other attempt with probability `hangup` each.
     fn hangup_for(&self, d: &Delivery, n: u32, rng: &mut StdRng) -> Option<Hangup> {
         match (d.id, n) {
+            _ if d.probe && n == 0 => return None,
             (1, 0) => return Some(Hangup::MidBody),
             (2, 0) => return Some(Hangup::AfterRequest),
             _ => {}

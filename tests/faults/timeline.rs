@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 
 use crate::app::{App, Mode};
 use crate::procs::{GateConfig, Hookgate, Redis, Variant};
-use crate::provider::VIA;
+use crate::provider::{Provider, VIA};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Fault {
@@ -93,6 +93,27 @@ impl Fault {
     pub fn loses_claims(self) -> bool {
         matches!(self, Fault::RedisKill | Fault::Kill9)
     }
+
+    /// Whether something comes back at its end (a listener, Redis, an
+    /// instance): the timeline then probes both instances at once, since a
+    /// first request after a recovery is where a stale connection shows.
+    pub fn recovers(self) -> bool {
+        match self {
+            Fault::AppRefuse
+            | Fault::RedisStop
+            | Fault::RedisKill
+            | Fault::RedisSleep
+            | Fault::Kill9
+            | Fault::Sigterm => true,
+            Fault::App5xx
+            | Fault::AppResetBefore
+            | Fault::AppResetMid
+            | Fault::AppHang
+            | Fault::AppStall
+            | Fault::AppSlow
+            | Fault::SighupStorm => false,
+        }
+    }
 }
 
 pub struct Window {
@@ -102,16 +123,19 @@ pub struct Window {
     pub note: String,
 }
 
-/// Between the fault really ending and the timeline noting its end.
-const SLACK: Duration = Duration::from_millis(100);
+/// How long after a recovery the timeline probes both instances.
+const PROBE_AFTER: Duration = Duration::from_millis(200);
 
 impl Window {
     /// Whether this fault accounts for a 5xx answered at `done` to an attempt
     /// sent at `sent`: one it excuses, to an attempt sent before it was over,
-    /// answered after it began and within `grace` of its end.
+    /// answered after it began and within `grace` of its end. A window's end
+    /// is noted once the recovery is done (the listener bound, Redis
+    /// answering PING, the mode switched back), so a request sent later met
+    /// a world without the fault.
     pub fn excuses(&self, sent: Instant, done: Instant, grace: Duration) -> bool {
         self.fault.excuses_5xx()
-            && sent <= self.end + SLACK
+            && sent <= self.end
             && done >= self.start
             && done <= self.end + grace
     }
@@ -128,6 +152,7 @@ pub struct World {
     pub redis: Redis,
     pub gates: [Hookgate; 2],
     pub configs: [GateConfig; 2],
+    pub provider: std::sync::Arc<Provider>,
 }
 
 #[derive(Default)]
@@ -153,6 +178,14 @@ pub async fn run(w: &mut World, cycles: usize, gap: Duration) -> Timeline {
                 end: Instant::now(),
                 note,
             });
+            if fault.recovers() {
+                // A first request through each instance once it is over
+                // (traffic may or may not have sent one already).
+                tokio::time::sleep(PROBE_AFTER).await;
+                for via in 0..2 {
+                    w.provider.probe(via);
+                }
+            }
         }
     }
     tokio::time::sleep(gap).await;
