@@ -10,7 +10,8 @@
 //! - `procs`: redis-server and `hookgate run` as child processes, killed on drop
 //! - `app`: the recording application, its behaviour switched at run time
 //! - `provider`: the deliveries, signed and retried on a compressed Svix schedule
-//! - `timeline`: the faults, one after another, each leaving a window
+//! - `timeline`: the faults, one after another, each leaving a window; after
+//!   each recovery a probe delivery through each instance
 //! - `checker`: the invariants over the provider's and the app's logs, and the table
 //!
 //! Short run (CI): `cargo test --test faults`. Full run (the README's figures):
@@ -59,8 +60,8 @@ struct Plan {
     forged_every: u64,
 }
 
-/// One cycle of faults takes about 28 s with 0.5 s gaps.
-const CYCLE: Duration = Duration::from_secs(28);
+/// One cycle of faults takes about 29 s with 0.5 s gaps.
+const CYCLE: Duration = Duration::from_secs(29);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_every_fault_each_delivery_reaches_the_app_once_and_nothing_unverified_does() {
@@ -69,7 +70,10 @@ async fn under_every_fault_each_delivery_reaches_the_app_once_and_nothing_unveri
         cycles: 1,
         gap: Duration::from_millis(500),
         span: CYCLE,
-        budget: Duration::from_secs(25),
+        // Faults can chain on one delivery: a claim that lands in a paused
+        // Redis after hookgate gave up on it holds the id for the lease
+        // (`upstream.timeout` + 5 s, answered 409), then the next fault.
+        budget: Duration::from_secs(40),
         concurrency: 24,
         hangup: 0.03,
         forged_every: 10,

@@ -19,6 +19,7 @@ pub enum Fault {
     AppSlow,
     RedisStop,
     RedisKill,
+    RedisBounce,
     RedisSleep,
     Kill9,
     Sigterm,
@@ -28,7 +29,7 @@ pub enum Fault {
 /// One cycle of the timeline, in order. The kill -9 comes early so that the
 /// claims it strands (held for the lease, `upstream.timeout` + 5 s) lapse
 /// while later faults run.
-const CYCLE: [Fault; 13] = [
+const CYCLE: [Fault; 14] = [
     Fault::App5xx,
     Fault::Kill9,
     Fault::AppResetBefore,
@@ -39,6 +40,7 @@ const CYCLE: [Fault; 13] = [
     Fault::AppHang,
     Fault::RedisKill,
     Fault::AppStall,
+    Fault::RedisBounce,
     Fault::Sigterm,
     Fault::RedisSleep,
     Fault::AppSlow,
@@ -55,7 +57,8 @@ impl Fault {
             Fault::AppStall => "app stalls its response body",
             Fault::AppSlow => "app answers slowly",
             Fault::RedisStop => "redis paused (SIGSTOP/SIGCONT)",
-            Fault::RedisKill => "redis killed and restarted",
+            Fault::RedisKill => "redis killed, restarted 1 s later",
+            Fault::RedisBounce => "redis killed, restarted at once",
             Fault::RedisSleep => "redis paused (DEBUG SLEEP)",
             Fault::Kill9 => "hookgate kill -9 mid-forward",
             Fault::Sigterm => "hookgate SIGTERM + restart",
@@ -77,6 +80,7 @@ impl Fault {
             | Fault::AppHang
             | Fault::RedisStop
             | Fault::RedisKill
+            | Fault::RedisBounce
             | Fault::RedisSleep => true,
             Fault::AppStall
             | Fault::AppSlow
@@ -91,7 +95,7 @@ impl Fault {
     /// the app's 2xx and recording it. A retry of a delivery in flight then
     /// may reach the app again: at-least-once, not exactly-once.
     pub fn loses_claims(self) -> bool {
-        matches!(self, Fault::RedisKill | Fault::Kill9)
+        matches!(self, Fault::RedisKill | Fault::RedisBounce | Fault::Kill9)
     }
 
     /// Whether something comes back at its end (a listener, Redis, an
@@ -102,6 +106,7 @@ impl Fault {
             Fault::AppRefuse
             | Fault::RedisStop
             | Fault::RedisKill
+            | Fault::RedisBounce
             | Fault::RedisSleep
             | Fault::Kill9
             | Fault::Sigterm => true,
@@ -224,6 +229,9 @@ async fn inject(
             tokio::time::sleep(secs(1.0)).await;
             w.redis.restart().await;
         }
+        // Back before most instances sent it anything: their next command
+        // meets a connection that died while idle (issue 12's 503).
+        Fault::RedisBounce => w.redis.restart().await,
         Fault::RedisSleep => {
             if let Err(e) = Redis::debug_sleep(w.redis.port, 1.5).await {
                 problems.push(format!("DEBUG SLEEP: {e}"));
