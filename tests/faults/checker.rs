@@ -252,10 +252,10 @@ fn table(input: &Input<'_>, c: &Counts) -> String {
 
     let mut t = String::new();
     let row = |t: &mut String, label: &str, n: usize, note: String| {
-        let _ = writeln!(t, "| {label:<34} | {n:>6} | {note}");
+        let _ = writeln!(t, "| {label:<36} | {n:>6} | {note}");
     };
-    let _ = writeln!(t, "| {:<34} | {:>6} | detail", "", "count");
-    let _ = writeln!(t, "|{}|{}|---", "-".repeat(36), "-".repeat(8));
+    let _ = writeln!(t, "| {:<36} | {:>6} | detail", "", "count");
+    let _ = writeln!(t, "|{}|{}|---", "-".repeat(38), "-".repeat(8));
     row(
         &mut t,
         "deliveries",
