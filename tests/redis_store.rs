@@ -162,6 +162,14 @@ impl Redis {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: it keeps its
+    /// connections and data, and runs what was queued once thawed.
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("redis is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
     /// A fresh server on the same port.
     async fn restart(&mut self) {
         self.stop();
@@ -872,4 +880,39 @@ async fn the_first_request_after_a_redis_restart_is_answered_not_refused() {
             "msg_after_restart_b",
         ],
     );
+}
+
+#[tokio::test]
+async fn a_claim_unanswered_while_redis_was_paused_does_not_hold_the_id_after() {
+    // Issue 12: the claim timed out (503), then ran when Redis woke up and held
+    // the id for a whole lease nobody settled: every retry met 409 in_flight.
+    // Its release is now queued behind it, so the retry goes through.
+    let redis = Redis::start().await;
+    let app = Upstream::start().await;
+    let gw = Gateway::start(&redis_config(&app, &redis, "reject")).await;
+    assert_eq!(deliver(&gw, "msg_warm").await.status, StatusCode::OK);
+
+    redis.signal(nix::sys::signal::Signal::SIGSTOP);
+    let during = deliver(&gw, "msg_paused").await;
+    assert_eq!(
+        during.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        during.text()
+    );
+    redis.signal(nix::sys::signal::Signal::SIGCONT);
+
+    // The lease is upstream.timeout + 5 s = 7 s: well past the retries below.
+    let mut last = None;
+    for _ in 0..20 {
+        let retry = deliver(&gw, "msg_paused").await;
+        if retry.status == StatusCode::OK {
+            last = None;
+            break;
+        }
+        last = Some(format!("{} {}", retry.status, retry.text()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, None, "the retry within 2 s of Redis waking up");
+    assert_accepted_ids_reached_app_once(&app, &["msg_warm", "msg_paused"]);
 }

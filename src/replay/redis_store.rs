@@ -256,7 +256,7 @@ impl RedisStore {
         let token: u64 = rand::random();
         let token_text = format!("{token:016x}");
         let redis_key = self.redis_key(&key);
-        let found: i64 = self
+        let found: Result<i64, StoreError> = self
             .call(StoreOp::Claim, |mut conn| {
                 let mut invocation = self.claim.key(&redis_key);
                 invocation
@@ -265,7 +265,14 @@ impl RedisStore {
                     .arg(DELIVERED);
                 async move { invocation.invoke_async(&mut conn).await }
             })
-            .await?;
+            .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                self.abandon(redis_key, token_text);
+                return Err(e);
+            }
+        };
         match found {
             0 => Ok(Claim::Claimed(Ticket::new(key, token))),
             1 => Ok(Claim::Duplicate),
@@ -274,6 +281,25 @@ impl RedisStore {
                 "redis claim: unexpected script result {other}"
             ))),
         }
+    }
+
+    /// A claim that got no answer (Redis paused, slow, gone) may still run
+    /// when Redis wakes up, holding the id for a whole lease that nobody will
+    /// settle: the provider's retries would meet 409 `in_flight` until it
+    /// lapses. So its release is queued right behind it, on the same
+    /// connection, in the background; release deletes only this token.
+    fn abandon(&self, redis_key: String, token_text: String) {
+        let mut conn = self.conn();
+        let release = self.release.clone();
+        let wait = Duration::from_millis(self.lease_ms);
+        tokio::spawn(async move {
+            let mut invocation = release.key(&redis_key);
+            invocation.arg(&token_text);
+            let sent = invocation.invoke_async::<i64>(&mut conn);
+            if let Ok(Err(e)) = tokio::time::timeout(wait, sent).await {
+                tracing::debug!(error = %e, "replay store: could not release an unanswered claim; its lease frees it");
+            }
+        });
     }
 
     pub async fn delivered(&self, ticket: &Ticket) -> Result<(), StoreError> {
