@@ -526,6 +526,7 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
     };
     let offered = offered(&scheme.format, raw, asymmetric);
     let mut matched: Option<String> = None;
+    let mut signable = false;
     for url in &urls {
         let msg = Message {
             body: &contiguous,
@@ -535,10 +536,14 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
             path_and_query: input.path_and_query,
             public_url: url.as_deref(),
         };
-        let signed = case
-            .verifier
-            .try_sign(k, &msg)
-            .unwrap_or_else(|e| panic!("{name}: verified what try_sign cannot sign: {e}"));
+        // A port variant of an odd URL (`://` only inside its query) can put
+        // `bodySHA256` into the URL that `try_sign` reads; the engine reads the
+        // form from the URL as received, so such a variant is simply not one
+        // this input can have been signed under.
+        let Ok(signed) = case.verifier.try_sign(k, &msg) else {
+            continue;
+        };
+        signable = true;
         let value = signed
             .iter()
             .find(|(h, _)| *h == scheme.signature_header)
@@ -563,6 +568,7 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
             break;
         }
     }
+    assert!(signable, "{name}: verified what try_sign cannot sign");
     let Some(expected) = matched else {
         panic!(
             "{name}: verified a signature header the engine did not produce for this input \
