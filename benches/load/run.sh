@@ -348,8 +348,27 @@ if [ "$SOAK" -gt 0 ]; then
   rm -rf "$data"
   read -r PEAK P50 <<<"$(awk -F, 'NR == 2 {print int($5), $6}' "$CSV")"
   RATE=$((PEAK * 8 / 10))
-  # Each connection sends one request per (pause + latency): solve for the pause.
-  DELAY=$(python3 -c "print(max(1, round($CONNS_SOAK * 1000 / $RATE - $P50)))")
+  # Each connection sends one request per (pause + latency); wrk's pause is whole
+  # milliseconds, so the pause is fixed and the connection count is solved for.
+  DELAY=5
+  CONNS_SOAK=$(python3 -c "print(min(1000, max(10, round($RATE * ($DELAY + $P50) / 1000))))")
+  # Latency grows with the connections: a 5 s calibration at that count, then the
+  # count scaled by how far its rate fell short of the target.
+  data="$OUT/data/calibrate"
+  python3 "$HERE/gen.py" --out "$data" --size 1024 --count $((RATE * 8)) \
+    --secret "$SECRET" --prefix "c$RUN_ID"
+  SOAK_DELAY_MS=$DELAY timeout 70 wrk -t"$THREADS" -c"$CONNS_SOAK" -d5s --timeout 5s \
+    -s "$HERE/soak.lua" "http://127.0.0.1:$HG_PORT/webhooks/svix" -- "$data" "$THREADS" \
+    >"$OUT/raw/soak-calibrate.txt" 2>&1 || FAIL=1
+  rm -rf "$data"
+  CONNS_SOAK=$(python3 - "$OUT/raw/soak-calibrate.txt" "$CONNS_SOAK" "$RATE" <<'EOF'
+import json, sys
+line = next(l for l in open(sys.argv[1]) if l.startswith("RESULT "))
+r = json.loads(line[len("RESULT "):])
+got = r["requests"] / (r["duration_us"] / 1e6)
+print(min(1000, max(10, round(int(sys.argv[2]) * int(sys.argv[3]) / max(got, 1)))))
+EOF
+)
   echo "== soak: peak $PEAK req/s (p50 $P50 ms); holding ~$RATE req/s for $SOAK s ($CONNS_SOAK connections, $DELAY ms pause each)"
   echo "second,rss_mib" >"$OUT/soak-rss.csv"
   ( for t in $(seq "$SOAK"); do
