@@ -576,6 +576,23 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Stops it as an orchestrator does (SIGTERM) and waits for its exit,
+    /// which writes out the log lines still batched (a SIGKILL loses them).
+    fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "hookgate did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -794,7 +811,7 @@ async fn the_redis_password_never_reaches_the_logs_even_at_trace() {
         assert!(Instant::now() < deadline, "no recovery");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(gw);
+    gw.terminate();
     let log = std::fs::read_to_string(dir.path().join("hookgate.log")).unwrap();
     assert!(log.contains("msg_pw"), "the request lines are there: {log}");
     assert!(log.contains("TRACE"), "trace level was on");
