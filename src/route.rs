@@ -84,11 +84,19 @@ pub fn is_clean_path(path: &str) -> bool {
     }
     // A segment's parameters (`..;jsessionid=1`, `%2e%2e;`) are cut off by
     // Tomcat, Jetty and Spring before they resolve dot segments.
-    !lower.split('/').any(|seg| {
-        let name = seg.replace("%2e", ".").replace("%3b", ";");
-        let name = name.split(';').next().unwrap_or_default();
-        matches!(name, "." | "..")
-    })
+    !lower.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, once `%2e` is decoded and `;` parameters cut off. Only a
+/// segment holding a `%` is decoded (into a copy): the rest, nearly every
+/// request's, are checked in place.
+fn is_dot_segment(seg: &str) -> bool {
+    let name = |s: &str| matches!(s.split(';').next().unwrap_or_default(), "." | "..");
+    if seg.contains('%') {
+        name(&seg.replace("%2e", ".").replace("%3b", ";"))
+    } else {
+        name(seg)
+    }
 }
 
 fn prefix_len(p: &PathPattern) -> usize {
