@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load harness: hookgate (release build, verifying Svix, replay store on) against a plain nginx
-# proxy_pass with upstream keepalive, both in front of the same nginx upstream, all on loopback.
+# proxy_pass with upstream keepalive (verifies nothing) and a verifying HAProxy (the same Svix
+# check in its own config), all in front of the same nginx upstream, all on loopback.
 #
 #   benches/load/run.sh            the full table: 1 KiB and 16 KiB bodies x 50 and 256 connections
 #   benches/load/run.sh --smoke    one short point (CI): fails on any error, asserts no performance
@@ -14,6 +15,8 @@
 #          then hold 80% of it for SECS seconds (paced by soak.lua), sampling hookgate's RSS
 #          every second; fails on any error or if RSS over the last half strays more than 10%
 #          from its mean.
+#          --before BIN: also run another hookgate binary (e.g. the previous commit's) as a
+#          fourth target, "before", in the same alternation: before/after in one run.
 # HOOKGATE_BIN=path runs that hookgate binary instead of building target/release/hookgate.
 # Every request carries a distinct, validly signed id (pre-signed by gen.py, cycled by bench.lua),
 # so the replay store never short-circuits the work. Raw results and results.csv go to
@@ -25,7 +28,7 @@ HERE=benches/load
 OUT=$HERE/out
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0
+STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -39,7 +42,8 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS=$2; shift ;;
     --id-rate) ID_RATE=$2; shift ;;
     --soak) SOAK=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --before) BEFORE=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -58,6 +62,7 @@ need() { # need COMMAND PACKAGE
 }
 need nginx nginx-light
 need wrk wrk
+need haproxy haproxy
 need python3 python3
 [ "$STORE" = redis ] && need redis-server redis-server
 
@@ -69,9 +74,12 @@ else
   timeout 1800 cargo build --release --locked --bin hookgate
   HOOKGATE=$PWD/target/release/hookgate
 fi
+if [ -n "$BEFORE" ]; then
+  BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
+fi
 
 rm -rf "$OUT"
-mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy"
+mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy" "$OUT/haproxy"
 OUT=$(cd "$OUT" && pwd)
 
 # ---- process bookkeeping: everything started here is stopped on exit ----
@@ -106,7 +114,7 @@ wait_port() { # wait_port PORT NAME PID: up to 30 s for a listener, failing earl
   return 1
 }
 
-read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT <<<"$(free_ports 5)"
+read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT <<<"$(free_ports 8)"
 
 # ---- the upstream: nginx answering 200 to everything, body discarded ----
 # keepalive_requests is raised everywhere so neither proxy pays reconnects the other does not.
@@ -175,12 +183,14 @@ case "$STORE" in
 redis_url = \"redis://127.0.0.1:$REDIS_PORT\""
     ;;
 esac
-cat >"$OUT/hookgate.toml" <<EOF
+# hg_config PORT ADMIN_PORT FILE: hookgate's config; the "before" binary gets the same one.
+hg_config() {
+  cat >"$3" <<EOF
 [listen]
-addr = "127.0.0.1:$HG_PORT"
+addr = "127.0.0.1:$1"
 
 [admin]
-addr = "127.0.0.1:$ADMIN_PORT"
+addr = "127.0.0.1:$2"
 
 [upstream]
 url = "http://127.0.0.1:$UP_PORT"
@@ -203,6 +213,62 @@ secrets = ["env:BENCH_SVIX_SECRET"]
 # Requests are signed just before each point; 10 minutes covers any point of the run.
 tolerance = "10m"
 EOF
+}
+hg_config "$HG_PORT" "$ADMIN_PORT" "$OUT/hookgate.toml"
+[ -n "$BEFORE" ] && hg_config "$BF_PORT" "$BF_ADMIN_PORT" "$OUT/before.toml"
+
+# ---- the verifying HAProxy: the same Svix check, written in HAProxy's own configuration ----
+# From HAProxy 2.6's configuration manual: "option http-buffer-request" waits for the whole
+# body; req.body is the signed payload; the "hmac" converter takes the base64 key after
+# "whsec_"; "secure_memcmp" compares in constant time; "date" minus svix-timestamp, plus 600,
+# must lie in 0..1200 (10 minutes either way, as hookgate's tolerance here); a stick table keyed by svix-id answers a
+# repeat, and the id is marked seen only once the app answered 2xx (sc-inc-gpc0 on the
+# response), as hookgate marks it delivered. tune.bufsize holds a 16 KiB body and its headers
+# (the body must fit in one buffer to be inspected). Its per-request log line goes to a file,
+# as nginx's and hookgate's do.
+HAP_KEY=${SECRET#whsec_}
+cat >"$OUT/haproxy/haproxy.cfg" <<EOF
+global
+  nbthread $(nproc)
+  maxconn 8000
+  tune.bufsize 65536
+  log stdout format raw local0 info
+
+defaults
+  mode http
+  log global
+  option httplog
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-request 10s
+  timeout http-keep-alive 120s
+
+frontend hooks
+  bind 127.0.0.1:$HAP_PORT
+  option http-buffer-request
+  http-request deny deny_status 405 unless METH_POST
+  http-request set-var(txn.id) req.hdr(svix-id)
+  http-request set-var(txn.ts) req.hdr(svix-timestamp)
+  http-request set-var(txn.sig) "req.fhdr(svix-signature),word(2,',')"
+  http-request set-var(txn.body) req.body
+  http-request set-var(txn.mac) var(txn.id),concat(.,txn.ts,.),concat(,txn.body,),hmac(sha256,$HAP_KEY),base64
+  http-request deny deny_status 401 unless { var(txn.sig),secure_memcmp(txn.mac) -m bool }
+  http-request set-var(txn.skew) date,sub(txn.ts),add(600)
+  http-request deny deny_status 401 unless { var(txn.skew) -m int 0:1200 }
+  http-request track-sc0 var(txn.id) table seen_ids
+  http-request return status 200 content-type application/json string "{\"status\":\"duplicate\"}" if { sc_get_gpc0(0) gt 0 }
+  http-response sc-inc-gpc0(0) if { status 200:299 }
+  default_backend app
+
+backend app
+  http-reuse always
+  server app 127.0.0.1:$UP_PORT maxconn 512
+
+backend seen_ids
+  stick-table type string len 64 size 200k expire 24h store gpc0
+EOF
 
 nginx -p "$OUT/nginx-up" -c "$OUT/nginx-up/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
@@ -211,16 +277,40 @@ nginx -p "$OUT/nginx-proxy" -c "$OUT/nginx-proxy/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 NGX_PID=$!
 wait_port "$NGX_PORT" "baseline nginx" "$NGX_PID"
+haproxy -db -f "$OUT/haproxy/haproxy.cfg" >"$OUT/haproxy/access.log" 2>"$OUT/haproxy/error.log" &
+HAP_PID=$!
+PIDS+=("$HAP_PID")
+wait_port "$HAP_PORT" "verifying haproxy" "$HAP_PID"
 env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} \
   "$HOOKGATE" run --config "$OUT/hookgate.toml" --log-format json 2>"$OUT/hookgate.log" &
 HG_PID=$!
 PIDS+=("$HG_PID")
 wait_port "$HG_PORT" hookgate "$HG_PID"
 wait_port "$ADMIN_PORT" "hookgate admin" "$HG_PID"
+BF_PID=""
+if [ -n "$BEFORE" ]; then
+  env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} \
+    "$BEFORE" run --config "$OUT/before.toml" --log-format json 2>"$OUT/before.log" &
+  BF_PID=$!
+  PIDS+=("$BF_PID")
+  wait_port "$BF_PORT" "hookgate (before)" "$BF_PID"
+  wait_port "$BF_ADMIN_PORT" "hookgate (before) admin" "$BF_PID"
+fi
+
+# Each target: its URL, the process whose CPU is counted, and (hookgate only) its admin port.
+declare -A URL PID ADMIN
+URL[hookgate]="http://127.0.0.1:$HG_PORT/webhooks/svix"; PID[hookgate]=$HG_PID; ADMIN[hookgate]=$ADMIN_PORT
+URL[nginx]="http://127.0.0.1:$NGX_PORT/webhooks/svix"; PID[nginx]=$NGX_PID
+URL[haproxy]="http://127.0.0.1:$HAP_PORT/webhooks/svix"; PID[haproxy]=$HAP_PID
+TARGETS="hookgate nginx haproxy"
+if [ -n "$BEFORE" ]; then
+  URL[before]="http://127.0.0.1:$BF_PORT/webhooks/svix"; PID[before]=$BF_PID; ADMIN[before]=$BF_ADMIN_PORT
+  TARGETS="hookgate before nginx haproxy"
+fi
 
 # hookgate's outcome counters, so each point checks what it did, not only what wrk saw.
-outcomes() {
-  python3 - "$ADMIN_PORT" <<'EOF'
+outcomes() { # outcomes [ADMIN_PORT]: hookgate's outcome counters (default: the hookgate under test)
+  python3 - "${1:-$ADMIN_PORT}" <<'EOF'
 import re, sys, urllib.request
 text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
 counts = {"forwarded": 0, "rejected": 0, "duplicate": 0, "upstream_error": 0}
@@ -232,8 +322,10 @@ print(" ".join(str(counts[k]) for k in ("forwarded", "rejected", "duplicate", "u
 EOF
 }
 
-# A genuine request is forwarded and a forged one refused: hookgate really verifies here.
-python3 - "$HG_PORT" "$SECRET" <<'EOF'
+# A genuine request is forwarded, a forged one refused and a repeat answered as a duplicate:
+# every verifying target really verifies here.
+for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"}; do
+python3 - "$port" "$SECRET" <<'EOF'
 import base64, hashlib, hmac, sys, time, urllib.error, urllib.request
 port, secret = sys.argv[1], sys.argv[2]
 key = base64.b64decode(secret.removeprefix("whsec_"))
@@ -242,14 +334,26 @@ def post(msg_id, sig):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/svix", data=body, method="POST",
         headers={"svix-id": msg_id, "svix-timestamp": ts, "svix-signature": f"v1,{sig}"})
     try:
-        return urllib.request.urlopen(req, timeout=10).status
+        r = urllib.request.urlopen(req, timeout=10)
+        return r.status, r.read()
     except urllib.error.HTTPError as e:
-        return e.code
+        return e.code, e.read()
 good = base64.b64encode(hmac.new(key, f"check_1.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-assert post("check_1", good) == 200, "a genuine request was not forwarded"
-assert post("check_2", good) == 401, "a forged request was not refused"
-print("== sanity: genuine request forwarded (200), forged one refused (401)")
+assert post("check_1", good) == (200, b"ok\n"), f"{port}: a genuine request was not forwarded"
+assert post("check_2", good)[0] == 401, f"{port}: a forged request was not refused"
+assert b"duplicate" in post("check_1", good)[1], f"{port}: a repeat was not answered as a duplicate"
+old = str(int(time.time()) - 3600)
+stale = base64.b64encode(hmac.new(key, f"check_3.{old}.".encode() + body, hashlib.sha256).digest()).decode()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/svix", data=body, method="POST",
+    headers={"svix-id": "check_3", "svix-timestamp": old, "svix-signature": f"v1,{stale}"})
+try:
+    code = urllib.request.urlopen(req, timeout=10).status
+except urllib.error.HTTPError as e:
+    code = e.code
+assert code == 401, f"{port}: a stale (1 hour old) request was not refused"
+print(f"== sanity ({port}): genuine forwarded (200), forged and stale refused (401), repeat answered duplicate")
 EOF
+done
 BASE_COUNTS=$(outcomes)
 
 RUN_ID=$(date +%s)
@@ -271,22 +375,19 @@ cpu_ticks() {
 drive() {
   local target=$1 url=$2 size=$3 conns=$4 round=$5 data=$6
   local raw="$OUT/raw/${size}B-${conns}c-r${round}-${target}.txt"
-  local before after rss="" pid cpu0 cpu1
-  if [ "$target" = hookgate ]; then pid=$HG_PID; else pid=$NGX_PID; fi
+  local before="" after="" rss="" pid=${PID[$target]} admin=${ADMIN[$target]:-} cpu0 cpu1
   cpu0=$(cpu_ticks "$pid")
-  if [ "$target" = hookgate ]; then
-    before=$(outcomes)
+  if [ -n "$admin" ]; then
+    before=$(outcomes "$admin")
     # Reset the peak-RSS mark so VmHWM is this point's peak, not the run's so far.
-    echo 5 >"/proc/$HG_PID/clear_refs" 2>/dev/null || true
+    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
   fi
   timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
     -s "$HERE/bench.lua" "$url" -- "$data" "$THREADS" >"$raw" 2>&1 || {
     echo "run.sh: wrk failed against $target (see $raw)" >&2; FAIL=1; }
   cpu1=$(cpu_ticks "$pid")
-  if [ "$target" = hookgate ]; then
-    rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$HG_PID/status")
-    after=$(outcomes)
-  fi
+  rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+  [ -n "$admin" ] && after=$(outcomes "$admin")
   python3 - "$raw" "$target" "$size" "$conns" "$round" "$rss" "$CSV" "${before:-}" "${after:-}" \
     "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
@@ -299,8 +400,8 @@ r = json.loads(line[len("RESULT "):])
 errors = (r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"]
           + r["timeouts"])
 notes = []
-if r["ids_wrapped"] and target == "hookgate":
-    # Only hookgate remembers ids; nginx answers a repeated one like any other.
+if r["ids_wrapped"] and target != "nginx":
+    # hookgate and HAProxy remember ids; nginx answers a repeated one like any other.
     notes.append(f"ids ran out and repeated ({r['ids_wrapped']} wraps): raise --id-rate")
     errors += r["ids_wrapped"]
 if before and after:
@@ -330,7 +431,8 @@ EOF
 if [ "$SMOKE" = 0 ]; then
   python3 "$HERE/gen.py" --out "$OUT/data/warm" --size 1024 --count $((ID_RATE * 2)) \
     --secret "$SECRET" --prefix "w$RUN_ID"
-  for url in "http://127.0.0.1:$HG_PORT/webhooks/svix" "http://127.0.0.1:$NGX_PORT/webhooks/svix"; do
+  for target in $TARGETS; do
+    url=${URL[$target]}
     timeout 60 wrk -t"$THREADS" -c50 -d2s -s "$HERE/bench.lua" "$url" -- "$OUT/data/warm" "$THREADS" \
       >/dev/null 2>&1 || true
   done
@@ -434,14 +536,11 @@ for round in $(seq "$ROUNDS"); do
       # Signed right before the point: fresh timestamps, ids never used before in this run.
       python3 "$HERE/gen.py" --out "$data" --size "$size" --count $((ID_RATE * DURATION)) \
         --secret "$SECRET" --prefix "r${RUN_ID}s${size}c${conns}r${round}"
-      # Alternate who goes first, so neither side always runs on a warmer (or busier) box.
-      if [ $((point % 2)) = 0 ]; then order="hookgate nginx"; else order="nginx hookgate"; fi
-      for target in $order; do
-        case $target in
-          hookgate) url="http://127.0.0.1:$HG_PORT/webhooks/svix" ;;
-          nginx) url="http://127.0.0.1:$NGX_PORT/webhooks/svix" ;;
-        esac
-        drive "$target" "$url" "$size" "$conns" "$round" "$data" || FAIL=1
+      # Rotate who goes first, so no target always runs on a warmer (or busier) box.
+      read -ra ts <<<"$TARGETS"
+      k=$((point % ${#ts[@]}))
+      for target in "${ts[@]:k}" "${ts[@]:0:k}"; do
+        drive "$target" "${URL[$target]}" "$size" "$conns" "$round" "$data" || FAIL=1
       done
       rm -rf "$data"
       point=$((point + 1))
@@ -452,9 +551,10 @@ done
 # ---- the table: medians over rounds ----
 echo
 echo "== results ($(nproc) cores, $DURATION s per point and target, $ROUNDS round(s), store=$STORE, log=$LOG)"
-python3 - "$CSV" <<'EOF'
+python3 - "$CSV" "$TARGETS" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+targets = sys.argv[2].split()
 points = sorted({(int(r["size"]), int(r["conns"])) for r in rows})
 def med(target, size, conns, key):
     vals = [float(r[key]) for r in rows if r["target"] == target
@@ -463,21 +563,25 @@ def med(target, size, conns, key):
 def errs(target, size, conns):
     return sum(int(r["errors"]) for r in rows if r["target"] == target
                and int(r["size"]) == size and int(r["conns"]) == conns)
-hdr = (f"{'body':>6} {'conns':>5} | {'hookgate req/s':>14} {'p50 ms':>7} {'p99 ms':>7} | "
-       f"{'nginx req/s':>11} {'p50 ms':>7} {'p99 ms':>7} | {'req/s ratio':>11} {'p99 ratio':>9} | "
-       f"{'CPU us/req hg/ng':>16} | {'hg peak RSS MiB':>15} | {'errors hg/ng':>12}")
+# Ratios are hookgate's figure over the target's: req/s above 1 is faster, p99 and CPU
+# below 1 are better.
+hdr = (f"{'body':>6} {'conns':>5} {'target':>9} | {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+       f"{'CPU us/req':>10} {'peak RSS MiB':>12} {'errors':>6} | {'hg req/s x':>10} "
+       f"{'hg p99 x':>8} {'hg CPU x':>8}")
 print(hdr)
 print("-" * len(hdr))
 for size, conns in points:
-    h = {k: med("hookgate", size, conns, k)
-         for k in ("rps", "p50_ms", "p99_ms", "rss_peak_mib", "cpu_us_per_req")}
-    n = {k: med("nginx", size, conns, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
     label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
-    print(f"{label:>6} {conns:>5} | {h['rps']:>14.0f} {h['p50_ms']:>7.2f} {h['p99_ms']:>7.2f} | "
-          f"{n['rps']:>11.0f} {n['p50_ms']:>7.2f} {n['p99_ms']:>7.2f} | "
-          f"{h['rps'] / n['rps']:>10.2f}x {h['p99_ms'] / n['p99_ms']:>8.2f}x | "
-          f"{h['cpu_us_per_req']:>7.1f}/{n['cpu_us_per_req']:<8.1f} | "
-          f"{h['rss_peak_mib']:>15.1f} | {errs('hookgate', size, conns):>5}/{errs('nginx', size, conns)}")
+    hg = {k: med("hookgate", size, conns, k) for k in ("rps", "p99_ms", "cpu_us_per_req")}
+    for t in targets:
+        m = {k: med(t, size, conns, k)
+             for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "rss_peak_mib")}
+        ratios = ("" if t == "hookgate" else
+                  f"{hg['rps'] / m['rps']:>9.2f}x {hg['p99_ms'] / m['p99_ms']:>7.2f}x "
+                  f"{hg['cpu_us_per_req'] / m['cpu_us_per_req']:>7.2f}x")
+        print(f"{label:>6} {conns:>5} {t:>9} | {m['rps']:>8.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+              f"{m['cpu_us_per_req']:>10.1f} {m['rss_peak_mib']:>12.1f} {errs(t, size, conns):>6} | "
+              f"{ratios}")
 EOF
 echo "raw wrk output and results.csv: $OUT"
 if [ "$FAIL" != 0 ]; then
