@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config;
 use crate::metrics::Metrics;
-use crate::server;
+use crate::app;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,9 @@ enum Command {
     Run {
         #[arg(long, env = "HOOKGATE_CONFIG")]
         config: PathBuf,
+        /// Data-path worker threads, each serving its own connections (default: one per core).
+        #[arg(long, env = "HOOKGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
     },
     /// Validate the configuration, resolve secrets and print the route table.
     Check {
@@ -72,7 +75,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format, default_level);
     let code = match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { config, workers } => run(&config, workers),
         Command::Sign(args) => crate::sign::run(args),
         Command::Demo { once } => with_runtime(crate::demo::run(once)),
     };
@@ -124,7 +127,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     let metrics = Metrics::new();
-    let runtime = match server::runtime(&config, &metrics) {
+    let runtime = match crate::proxy::Runtime::build(&config, &metrics) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hookgate: invalid configuration: {e}");
@@ -155,19 +158,32 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    with_runtime(async move {
-        let running = match server::start(&config, std::time::SystemTime::now).await {
+    let workers = workers.map_or_else(app::default_workers, usize::from);
+    // The control plane (accept, admin, reload, signals, the Redis driver) runs
+    // on this one thread; requests run on the workers `app` starts.
+    let control = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    control.block_on(async move {
+        let running = match app::start_with(&config, std::time::SystemTime::now, workers).await {
             Ok(r) => r,
-            Err(server::StartError::Config(e)) => {
+            Err(app::StartError::Config(e)) => {
                 eprintln!("hookgate: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
-            Err(e @ (server::StartError::Tls(_) | server::StartError::Upstream(_))) => {
+            Err(e @ (app::StartError::Tls(_) | app::StartError::Upstream(_))) => {
                 eprintln!("hookgate: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
@@ -186,7 +202,7 @@ fn run(path: &std::path::Path) -> ExitCode {
 }
 
 /// Waits for SIGTERM or SIGINT; reloads on every SIGHUP meanwhile.
-async fn wait_for_signal(running: &server::Running) {
+async fn wait_for_signal(running: &app::Running) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -211,17 +227,10 @@ async fn wait_for_signal(running: &server::Running) {
 }
 
 fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // HOOKGATE_WORKERS caps the worker threads (default: one per core), e.g. to leave
-    // cores to the application on a shared host. Unparseable or 0 keeps the default.
-    if let Some(n) = std::env::var("HOOKGATE_WORKERS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| *n > 0)
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
     {
-        builder.worker_threads(n);
-    }
-    match builder.enable_all().build() {
         Ok(rt) => rt.block_on(f),
         Err(e) => {
             eprintln!("hookgate: cannot start the async runtime: {e}");

@@ -25,7 +25,6 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::config::{self, Env};
-use crate::server;
 use crate::verify::{self, providers, KeyEncoding, Message, Verifier};
 
 /// One demo route: a provider and the secret its route is configured with.
@@ -260,7 +259,7 @@ pub async fn run(once: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match server::start(&config, SystemTime::now).await {
+    let running = match crate::app::start(&config, SystemTime::now).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hookgate demo: {e}");

@@ -11,7 +11,9 @@
 //!
 //! - `cli`      the command line: `run`, `check`, `sign`, `demo`; exit codes
 //! - `config`   raw TOML -> validated `Config`; `Secret` with redacted `Debug`
-//! - `server`   bind -> accept -> TLS -> hyper-util auto builder -> graceful drain
+//! - `app`      the composition root: builds every part below from `Config`
+//! - `server`   accept -> hand to the least-busy worker thread (one runtime
+//!   per core) -> TLS -> hyper-util auto builder -> graceful drain
 //! - `tls`      PEM -> rustls `ServerConfig` (ALPN h2 + http/1.1), cert reload,
 //!   the upstream client's `ClientConfig`
 //! - `reload`   SIGHUP and file watching: rebuild, validate, swap atomically
@@ -24,6 +26,7 @@
 //! - `body`     read the body within `max_body` and `body_timeout`
 //! - `verify`   the one signature engine; `verify::providers` is the catalog
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU
+//! - `detach`   a forward that, dropped unfinished, runs to its end in a task
 //! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
 //! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
@@ -31,10 +34,12 @@
 //! - `logsink`  log lines to stderr, batched when it is not a terminal
 
 pub mod admin;
+pub mod app;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod detach;
 pub mod forward;
 pub mod logsink;
 pub mod metrics;

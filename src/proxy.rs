@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 use crate::body::{self, BodyError};
-use crate::config::{Mode, OnStoreError};
+use crate::config::{Config, ConfigError, Mode, OnStoreError};
+use crate::detach::Detach;
 use crate::forward::{ForwardError, Forwarder, Origin, UpstreamBody};
 use crate::metrics::{Metrics, Outcome, Reason, RouteMetrics};
 use crate::replay::{Claim, Store, Ticket};
@@ -32,24 +33,41 @@ pub struct Runtime {
     pub on_store_error: OnStoreError,
 }
 
+impl Runtime {
+    /// Builds the request-time state from a configuration (at start and on reload).
+    pub fn build(config: &Config, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+        Ok(Runtime {
+            routes: RouteTable::build(config, metrics)?,
+            max_body: config.limits.max_body,
+            body_timeout: config.limits.body_timeout,
+            on_store_error: config.replay.on_store_error,
+        })
+    }
+}
+
 /// The clock verification is given; tests pass a fixed one.
 pub type Clock = fn() -> SystemTime;
 
+/// The request path's shared state: one per process, used by every worker.
+/// The upstream client is per worker and handed to [`Proxy::handle`].
 pub struct Proxy {
-    pub runtime: ArcSwap<Runtime>,
-    pub store: Arc<Store>,
-    pub forwarder: Arc<Forwarder>,
-    pub metrics: Arc<Metrics>,
+    runtime: ArcSwap<Runtime>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
     unmatched: RouteMetrics,
     inflight: Semaphore,
     /// `limits.max_buffered`: bytes of bodies held at once, across all requests.
-    pub buffered: body::Budget,
+    buffered: body::Budget,
     clock: Clock,
 }
 
 /// How a request ended, before it becomes a response.
+// Built once per request and moved into `finish`: boxing the large variant
+// would cost an allocation on every forwarded request to save a few bytes of stack.
+#[allow(clippy::large_enum_variant)]
 enum End {
-    Forwarded(Response<Incoming>),
+    /// The application's response, its body bounded by `upstream.timeout`.
+    Forwarded(Response<UpstreamBody>),
     Duplicate,
     Rejected(Reason),
 }
@@ -58,7 +76,6 @@ impl Proxy {
     pub fn new(
         runtime: Runtime,
         store: Arc<Store>,
-        forwarder: Arc<Forwarder>,
         metrics: Arc<Metrics>,
         max_inflight: usize,
         max_buffered: u64,
@@ -69,7 +86,6 @@ impl Proxy {
         Proxy {
             runtime: ArcSwap::from_pointee(runtime),
             store,
-            forwarder,
             metrics,
             unmatched,
             inflight: Semaphore::new(max_inflight),
@@ -78,11 +94,27 @@ impl Proxy {
         }
     }
 
+    /// Swaps in a reloaded configuration; requests already running keep the old one.
+    pub fn swap(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+        self.store.set_on_store_error(self.runtime.load().on_store_error);
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Handles one request end to end; never fails (every error is a response).
+    /// `forwarder` is the calling worker's own upstream client.
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         origin: Origin,
+        forwarder: Arc<Forwarder>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let runtime = self.runtime.load_full();
@@ -94,7 +126,9 @@ impl Proxy {
         let Some(route) = runtime.routes.find(req.uri().path()).cloned() else {
             return self.finish(None, End::Rejected(Reason::NoRoute), None, start);
         };
-        let (end, message_id) = self.pipeline(&runtime, &route, req, origin).await;
+        let (end, message_id) = self
+            .pipeline(&runtime, &route, req, origin, &forwarder)
+            .await;
         self.finish(Some(&route), end, message_id.as_deref(), start)
     }
 
@@ -104,6 +138,7 @@ impl Proxy {
         route: &Arc<Route>,
         req: Request<Incoming>,
         origin: Origin,
+        forwarder: &Arc<Forwarder>,
     ) -> (End, Option<String>) {
         let (parts, incoming) = req.into_parts();
         if let Err(m) = strict::framing(&parts) {
@@ -190,13 +225,15 @@ impl Proxy {
             }
         };
 
-        // Forward in its own task: a provider that hangs up mid-request must not
-        // cancel the forward halfway and leave its id claimed but never settled.
+        // Forwarded in this task, but never cancelled halfway: a provider that
+        // hangs up mid-request must not leave its id claimed but never
+        // settled, so a dropped forward finishes in a task of its own.
         let this = Arc::clone(self);
         let route_for_task = Arc::clone(route);
-        let task = tokio::spawn(async move {
+        let upstream = Arc::clone(forwarder);
+        let forward = Detach::new(async move {
             let started = Instant::now();
-            let result = this.forwarder.forward(pass, parts, blocks, origin).await;
+            let result = upstream.forward(pass, parts, blocks, origin).await;
             drop(reservation);
             let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {
@@ -218,13 +255,9 @@ impl Proxy {
             }
             result
         });
-        let end = match task.await {
-            Ok(Ok(resp)) => End::Forwarded(resp),
-            Ok(Err(e)) => End::Rejected(forward_reason(e)),
-            Err(e) => {
-                tracing::error!(error = %e, "forwarding task failed");
-                End::Rejected(Reason::UpstreamUnavailable)
-            }
+        let end = match forward.await {
+            Ok(resp) => End::Forwarded(resp.map(|b| forwarder.bounded(b))),
+            Err(e) => End::Rejected(forward_reason(e)),
         };
         (end, message_id)
     }
@@ -284,7 +317,7 @@ impl Proxy {
         };
         let (outcome, reason, response) = match end {
             End::Forwarded(resp) => {
-                let mut resp = resp.map(|b| Either::Right(self.forwarder.bounded(b)));
+                let mut resp = resp.map(Either::Right);
                 // The provider talks to hookgate, not to the app: an app answering
                 // over HTTP/1.0 must not downgrade hookgate's own connection.
                 *resp.version_mut() = http::Version::default();

@@ -16,8 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{self, Config, ConfigError, SecretSource};
-use crate::proxy::Proxy;
-use crate::server;
+use crate::proxy::{Proxy, Runtime};
 use crate::tls::{self, Tls, TlsError};
 
 /// How often watched files are checked.
@@ -71,7 +70,7 @@ impl Reloader {
         let result = self.apply(&mut state);
         match &result {
             Ok(()) => {
-                self.proxy.metrics.reload(true);
+                self.proxy.metrics().reload(true);
                 tracing::info!(
                     file = %state.config.source.display(),
                     routes = state.config.routes.len(),
@@ -79,7 +78,7 @@ impl Reloader {
                 );
             }
             Err(e) => {
-                self.proxy.metrics.reload(false);
+                self.proxy.metrics().reload(false);
                 tracing::error!(error = %e, "reload failed: the previous configuration and certificate keep serving");
             }
         }
@@ -92,15 +91,12 @@ impl Reloader {
             tracing::warn!(file = %new.source.display(), field = %w.field, "{}", w.message);
         }
         // Build and validate everything before swapping anything.
-        let runtime = server::runtime(&new, &self.proxy.metrics)?;
+        let runtime = Runtime::build(&new, self.proxy.metrics())?;
         let cert = match (&self.tls, &new.listen.tls) {
             (Some(_), Some(files)) => Some(tls::load_certified_key(files)?),
             _ => None,
         };
-        self.proxy.runtime.store(Arc::new(runtime));
-        self.proxy
-            .store
-            .set_on_store_error(new.replay.on_store_error);
+        self.proxy.swap(runtime);
         if let (Some(tls), Some(cert)) = (&self.tls, cert) {
             tls.install(cert);
         }

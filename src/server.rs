@@ -1,4 +1,13 @@
-//! The gateway process: bind -> accept -> TLS -> hyper-util auto builder -> graceful drain.
+//! The data path's shape: one acceptor, N worker threads, each a
+//! single-threaded tokio runtime that owns its connections from TLS handshake
+//! to last response, with its own upstream client; graceful drain.
+//!
+//! Thread-per-core, as nginx's workers: a request never changes thread, so
+//! the server connection, the forward and the pooled upstream connection
+//! wake one another without cross-thread wake-ups or work stealing. The
+//! acceptor hands each new connection to the worker with the fewest open
+//! ones (webhook senders keep a few long-lived connections, which a kernel
+//! hash such as `SO_REUSEPORT` would spread unevenly).
 //!
 //! The accept loop never dies: a failed accept is counted and backed off, and
 //! everything that can go wrong with one client (a garbage TLS handshake, a
@@ -6,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,221 +25,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::admin::{Admin, Health};
-use crate::config::{Config, ConfigError, Limits, StoreKind};
-use crate::forward::{Forwarder, Origin, SetupError};
+use crate::config::Limits;
+use crate::forward::{Forwarder, Origin};
 use crate::metrics::Metrics;
-use crate::proxy::{Clock, Proxy, Runtime};
-use crate::reload::{ReloadError, Reloader};
-use crate::replay::{MemoryStore, RedisOptions, Store};
-use crate::route::RouteTable;
-use crate::tls::{Tls, TlsError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("listen.tls_cert / listen.tls_key: {0}")]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Upstream(#[from] SetupError),
-    #[error("{0}")]
-    Setup(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-}
-
-/// A started gateway: its bound addresses and the handles to reload and stop it.
-pub struct Running {
-    pub addr: SocketAddr,
-    pub admin_addr: Option<SocketAddr>,
-    pub proxy: Arc<Proxy>,
-    pub health: Arc<Health>,
-    reloader: Arc<Reloader>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    /// Stops accepting, drains in-flight requests for up to `shutdown_grace`.
-    /// The admin listener stays up (with `/readyz` answering 503) until [`wait`](Self::wait) ends.
-    pub fn shutdown(&self) {
-        self.health.set_draining();
-        let _ = self.shutdown.send(true);
-    }
-
-    /// Re-reads the configuration file, its `file:` secrets and the
-    /// certificate, and swaps them in; on error the old ones keep serving.
-    pub fn reload(&self) -> Result<(), ReloadError> {
-        self.reloader.reload()
-    }
-
-    /// Waits until the drain has finished (the admin listener stops with it).
-    pub async fn wait(self) {
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "server task failed");
-        }
-    }
-}
-
-/// Builds the request-time state that a reload replaces.
-pub fn runtime(config: &Config, metrics: &Metrics) -> Result<Runtime, ConfigError> {
-    Ok(Runtime {
-        routes: RouteTable::build(config, metrics)?,
-        max_body: config.limits.max_body,
-        body_timeout: config.limits.body_timeout,
-        on_store_error: config.replay.on_store_error,
-    })
-}
-
-/// Builds the replay store `[replay]` asks for. A Redis store does not
-/// connect here: hookgate starts while Redis is down, and `/readyz` answers
-/// 503 (and claims fail as `on_store_error` says) until Redis answers.
-fn store(config: &Config, metrics: &Metrics) -> Result<Store, StartError> {
-    let r = &config.replay;
-    // An in-flight claim never outlives the forward that holds it.
-    let lease = config.upstream.timeout + Duration::from_secs(5);
-    match r.store {
-        StoreKind::Memory => Ok(Store::Memory(MemoryStore::new(r.capacity, r.ttl, lease))),
-        StoreKind::Redis => {
-            // config.rs requires a UTF-8 redis_url with store = "redis"; stay total anyway.
-            let Some(url) = r
-                .redis_url
-                .as_ref()
-                .and_then(|u| std::str::from_utf8(u.expose()).ok())
-            else {
-                return Err(StartError::Setup("replay.redis_url is required".into()));
-            };
-            let opts = RedisOptions {
-                url,
-                ca_file: r.redis_ca_file.as_deref(),
-                prefix: &r.redis_prefix,
-                timeout: r.redis_timeout,
-                ttl: r.ttl,
-                lease,
-            };
-            let store = crate::replay::RedisStore::new(&opts, metrics.store())
-                .map_err(|e| StartError::Setup(e.to_string()))?;
-            Ok(Store::Redis(Box::new(store)))
-        }
-    }
-}
-
-/// Says once, at start, whether Redis answers; never blocks or fails the start.
-async fn probe_store(store: Arc<Store>) {
-    if let Store::Redis(r) = &*store {
-        match r.ping().await {
-            Ok(()) => tracing::info!("replay store: redis answers"),
-            Err(e) => tracing::warn!(
-                error = %e,
-                "replay store: redis does not answer yet; /readyz reports 503 until it does"
-            ),
-        }
-    }
-}
-
-/// Binds the listeners and starts serving `config`.
-pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new());
-    let runtime = runtime(config, &metrics)?;
-    let tls = config
-        .listen
-        .tls
-        .as_ref()
-        .map(Tls::new)
-        .transpose()?
-        .map(Arc::new);
-    let store = Arc::new(store(config, &metrics)?);
-    store.set_on_store_error(config.replay.on_store_error);
-    tokio::spawn(probe_store(Arc::clone(&store)));
-    let forwarder = Arc::new(Forwarder::new(&config.upstream)?);
-    let health = Arc::new(Health::default());
-    let proxy = Arc::new(Proxy::new(
-        runtime,
-        Arc::clone(&store),
-        forwarder,
-        Arc::clone(&metrics),
-        config.limits.max_inflight,
-        config.limits.max_buffered,
-        clock,
-    ));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // The admin port outlives the drain, so probes and scrapes see it through.
-    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-
-    let admin_addr = match &config.admin {
-        Some(a) => {
-            let listener = TcpListener::bind(a.addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: a.addr,
-                    source,
-                })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Bind {
-                addr: a.addr,
-                source,
-            })?;
-            let admin = Arc::new(Admin {
-                metrics: Arc::clone(&metrics),
-                store: Arc::clone(&store),
-                health: Arc::clone(&health),
-            });
-            tokio::spawn(admin.serve(listener, config.limits.header_timeout, admin_stop_rx));
-            Some(bound)
-        }
-        None => None,
-    };
-
-    let listener = TcpListener::bind(config.listen.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen.addr,
-        source,
-    })?;
-    health.set_bound();
-    tracing::info!(%addr, admin = ?admin_addr, tls = tls.is_some(), routes = config.routes.len(), "hookgate listening");
-
-    let reloader = Arc::new(Reloader::new(
-        config.clone(),
-        Arc::clone(&proxy),
-        tls.clone(),
-    ));
-    tokio::spawn(Arc::clone(&reloader).watch(shutdown_rx.clone()));
-
-    let conns = Arc::new(Conns::new(Arc::clone(&proxy), tls, &config.limits));
-    let task = tokio::spawn({
-        let serving = serve(
-            listener,
-            conns,
-            config.limits.max_connections,
-            shutdown_rx,
-            config.limits.shutdown_grace,
-        );
-        async move {
-            serving.await;
-            let _ = admin_stop_tx.send(true);
-        }
-    });
-    Ok(Running {
-        addr,
-        admin_addr,
-        proxy,
-        health,
-        reloader,
-        shutdown: shutdown_tx,
-        task,
-    })
-}
+use crate::proxy::Proxy;
+use crate::tls::Tls;
 
 /// Which protocols a connection builder speaks.
 #[derive(Clone, Copy)]
@@ -267,9 +69,10 @@ fn connection_builder(limits: &Limits, protocols: Protocols) -> auto::Builder<To
     }
 }
 
-/// What every connection task needs, shared.
+/// What one worker's connection tasks need.
 struct Conns {
     proxy: Arc<Proxy>,
+    forwarder: Arc<Forwarder>,
     tls: Option<Arc<Tls>>,
     auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
@@ -278,20 +81,9 @@ struct Conns {
 }
 
 impl Conns {
-    fn new(proxy: Arc<Proxy>, tls: Option<Arc<Tls>>, limits: &Limits) -> Self {
-        Conns {
-            proxy,
-            tls,
-            auto: connection_builder(limits, Protocols::Auto),
-            http1: connection_builder(limits, Protocols::Http1),
-            http2: connection_builder(limits, Protocols::Http2),
-            header_timeout: limits.header_timeout,
-        }
-    }
-
     /// One connection: TLS handshake (if any) within `header_timeout`, then HTTP.
     async fn run(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
-        let metrics = &self.proxy.metrics;
+        let metrics = self.proxy.metrics();
         match &self.tls {
             None => {
                 // hyper's header timer starts only once it has sniffed the
@@ -355,13 +147,15 @@ impl Conns {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = Arc::clone(&self.proxy);
+        let forwarder = Arc::clone(&self.forwarder);
         let svc = service_fn(move |req| {
             let proxy = Arc::clone(&proxy);
-            async move { Ok::<_, Infallible>(proxy.handle(req, origin).await) }
+            let forwarder = Arc::clone(&forwarder);
+            async move { Ok::<_, Infallible>(proxy.handle(req, origin, forwarder).await) }
         });
         let conn = builder.serve_connection(io, svc);
         if let Err(e) = watcher.watch(conn).await {
-            self.proxy.metrics.connection_errors.inc();
+            self.proxy.metrics().connection_errors.inc();
             tracing::debug!(peer = %origin.peer, error = %e, "connection ended with an error");
         }
     }
@@ -379,16 +173,149 @@ impl Drop for Slot {
     }
 }
 
-async fn serve(
+/// An accepted connection on its way to a worker.
+struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    watcher: Watcher,
+}
+
+/// One worker thread, as the acceptor sees it.
+struct Worker {
+    inbox: mpsc::UnboundedSender<Handoff>,
+    /// Connections this worker is serving now.
+    open: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// The data path's worker threads.
+pub struct Workers {
+    workers: Vec<Worker>,
+    next: usize,
+}
+
+impl Workers {
+    /// Starts one worker thread per forwarder, each with its own runtime.
+    pub fn start(
+        proxy: &Arc<Proxy>,
+        tls: Option<Arc<Tls>>,
+        limits: &Limits,
+        forwarders: Vec<Arc<Forwarder>>,
+    ) -> std::io::Result<Workers> {
+        let mut workers = Vec::with_capacity(forwarders.len());
+        for (index, forwarder) in forwarders.into_iter().enumerate() {
+            let conns = Arc::new(Conns {
+                proxy: Arc::clone(proxy),
+                forwarder,
+                tls: tls.clone(),
+                auto: connection_builder(limits, Protocols::Auto),
+                http1: connection_builder(limits, Protocols::Http1),
+                http2: connection_builder(limits, Protocols::Http2),
+                header_timeout: limits.header_timeout,
+            });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (inbox, rx) = mpsc::unbounded_channel();
+            let open = Arc::new(AtomicUsize::new(0));
+            let thread = std::thread::Builder::new()
+                .name(format!("hookgate-worker-{index}"))
+                .spawn({
+                    let open = Arc::clone(&open);
+                    move || runtime.block_on(work(rx, conns, open))
+                })?;
+            workers.push(Worker {
+                inbox,
+                open,
+                thread,
+            });
+        }
+        Ok(Workers { workers, next: 0 })
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// Hands a connection to the worker serving the fewest, starting the
+    /// search one further each time so that ties rotate.
+    fn hand_off(&mut self, handoff: Handoff) {
+        let n = self.workers.len();
+        let Some(pick) = (0..n)
+            .map(|k| (self.next + k) % n)
+            .min_by_key(|&i| self.workers[i].open.load(Ordering::Relaxed))
+        else {
+            return; // no workers: the connection is closed by the drop
+        };
+        self.next = (pick + 1) % n;
+        let worker = &self.workers[pick];
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        if worker.inbox.send(handoff).is_err() {
+            // The worker's runtime is gone (it can only have panicked): the
+            // connection is closed by the drop, and the count stays high so
+            // that worker is not picked again.
+            tracing::error!(worker = pick, "worker thread is gone; connection closed");
+        }
+    }
+
+    /// Closes the inboxes and waits for every worker thread to end.
+    async fn stop(self) {
+        for worker in self.workers {
+            drop(worker.inbox);
+            let joined = tokio::task::spawn_blocking(move || worker.thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+}
+
+/// A worker's life: serve each connection handed over until the inbox closes.
+/// The inbox closes only after the drain, so what is still running then (past
+/// `shutdown_grace`) is cancelled with the runtime.
+async fn work(mut inbox: mpsc::UnboundedReceiver<Handoff>, conns: Arc<Conns>, open: Arc<AtomicUsize>) {
+    while let Some(handoff) = inbox.recv().await {
+        let Handoff {
+            stream,
+            peer,
+            slot,
+            watcher,
+        } = handoff;
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                open.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "cannot register an accepted connection");
+                continue;
+            }
+        };
+        let conns = Arc::clone(&conns);
+        let open = Arc::clone(&open);
+        tokio::spawn(async move {
+            conns.run(stream, peer, watcher).await;
+            drop(slot);
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Accepts until `shutdown`, handing connections to the workers; then drains
+/// for up to `grace` and stops the workers.
+pub async fn serve(
     listener: TcpListener,
-    conns: Arc<Conns>,
+    mut workers: Workers,
+    metrics: Arc<Metrics>,
     max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(max_connections));
-    let metrics = Arc::clone(&conns.proxy.metrics);
     loop {
         // At max_connections, stop accepting: new clients wait in the kernel's
         // backlog instead of costing memory here.
@@ -416,16 +343,25 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Leaves this runtime's reactor; the worker registers it with its own.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.accept_errors.inc();
+                tracing::warn!(%peer, error = %e, "cannot hand over an accepted connection");
+                continue;
+            }
+        };
         metrics.open_connections.inc();
         let slot = Slot {
             _permit: permit,
             gauge: metrics.open_connections.clone(),
         };
-        let watcher = graceful.watcher();
-        let conns = Arc::clone(&conns);
-        tokio::spawn(async move {
-            conns.run(stream, peer, watcher).await;
-            drop(slot);
+        workers.hand_off(Handoff {
+            stream,
+            peer,
+            slot,
+            watcher: graceful.watcher(),
         });
     }
     drop(listener);
@@ -436,4 +372,5 @@ async fn serve(
     {
         tracing::warn!("shutdown_grace expired with requests still in flight");
     }
+    workers.stop().await;
 }

@@ -15,7 +15,6 @@ use http::Method;
 
 use crate::config::{self, Env};
 use crate::metrics::Metrics;
-use crate::server;
 use crate::verify::{providers, Message, Verifier};
 
 /// What `hookgate sign` was asked to do (parsed by `cli.rs`).
@@ -166,7 +165,7 @@ fn verifier(args: &Args) -> Result<(Verifier, usize, Option<String>), ExitCode> 
         (Some(path), Some(name), None) => {
             let config = config::load(path).map_err(usage)?;
             let metrics = Metrics::new();
-            let runtime = server::runtime(&config, &metrics).map_err(usage)?;
+            let runtime = crate::proxy::Runtime::build(&config, &metrics).map_err(usage)?;
             let Some(route) = runtime
                 .routes
                 .routes()

@@ -514,7 +514,7 @@ fn config_error(routes: &str) -> String {
     );
     let err = match config {
         Err(e) => e,
-        Ok(c) => match hookgate::server::runtime(&c, &hookgate::metrics::Metrics::new()) {
+        Ok(c) => match hookgate::proxy::Runtime::build(&c, &hookgate::metrics::Metrics::new()) {
             Err(e) => e,
             Ok(_) => panic!("accepted:\n{routes}"),
         },
@@ -591,7 +591,7 @@ fn example_config_has_a_working_route_for_every_provider() {
         &hookgate::config::Env::Map(env),
     )
     .unwrap();
-    let runtime = hookgate::server::runtime(&config, &hookgate::metrics::Metrics::new()).unwrap();
+    let runtime = hookgate::proxy::Runtime::build(&config, &hookgate::metrics::Metrics::new()).unwrap();
     for provider in providers::NAMES.iter().chain(&["hmac"]) {
         assert!(
             runtime

@@ -200,10 +200,10 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// A gateway started from a real file, so that reloads re-read it.
-async fn start_from_file(dir: &Path, toml: &str) -> (hookgate::server::Running, PathBuf) {
+async fn start_from_file(dir: &Path, toml: &str) -> (hookgate::app::Running, PathBuf) {
     let path = write(dir, "hookgate.toml", toml);
     let config = hookgate::config::load(&path).unwrap();
-    let running = hookgate::server::start(&config, std::time::SystemTime::now)
+    let running = hookgate::app::start(&config, std::time::SystemTime::now)
         .await
         .unwrap();
     (running, path)
@@ -490,13 +490,13 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_at_startup() {
         &hookgate::config::Env::Process,
     )
     .unwrap();
-    let err = hookgate::server::start(&config, std::time::SystemTime::now)
+    let err = hookgate::app::start(&config, std::time::SystemTime::now)
         .await
         .err()
         .unwrap();
     let msg = err.to_string();
     assert!(msg.contains("tls.key"), "names the files: {msg}");
-    assert!(matches!(err, hookgate::server::StartError::Tls(_)));
+    assert!(matches!(err, hookgate::app::StartError::Tls(_)));
 }
 
 // ---- upstreams -------------------------------------------------------------
@@ -1037,7 +1037,7 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_broken_one_is_r
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(served, der2, "new handshakes get the rotated certificate");
-    let metrics = &gw.proxy.metrics;
+    let metrics = gw.proxy.metrics();
     assert!(metrics
         .encode()
         .contains("hookgate_config_reloads_total{result=\"success\"} 1"));

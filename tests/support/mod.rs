@@ -139,7 +139,7 @@ impl Upstream {
 
 /// A hookgate started in-process from TOML text.
 pub struct Gateway {
-    pub running: hookgate::server::Running,
+    pub running: hookgate::app::Running,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
 }
@@ -156,7 +156,7 @@ impl Gateway {
             &hookgate::config::Env::Process,
         )
         .unwrap();
-        let running = hookgate::server::start(&config, clock).await.unwrap();
+        let running = hookgate::app::start(&config, clock).await.unwrap();
         Gateway {
             addr: running.addr,
             admin: running.admin_addr,
