@@ -132,11 +132,11 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
     };
     println!("{}: OK", path.display());
+    print_summary(&config);
     println!(
-        "listen {}  upstream {:?}",
-        config.listen.addr, config.upstream.target
+        "{:<24} {:<28} {:<18} {:<8} secrets",
+        "route", "path", "provider", "mode"
     );
-    println!("{:<24} {:<28} {:<18} secrets", "route", "path", "provider");
     // Routes are kept in configuration order, so they pair with their config.
     for (r, rc) in runtime.routes.routes().iter().zip(&config.routes) {
         let secrets: Vec<String> = rc
@@ -145,14 +145,60 @@ fn check(path: &std::path::Path) -> ExitCode {
             .map(|s| format!("{}={}", s.label, s.source))
             .collect();
         println!(
-            "{:<24} {:<28} {:<18} {}",
+            "{:<24} {:<28} {:<18} {:<8} {}",
             r.name,
             r.pattern.as_config_str(),
             r.provider,
+            r.mode,
             secrets.join(", ")
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The resolved listeners, upstream and replay store, one line each, for a human.
+fn print_summary(config: &config::Config) {
+    let listen = match &config.listen.tls {
+        Some(tls) => format!(
+            "https://{} (cert {}, key {})",
+            config.listen.addr,
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        None => format!("http://{}", config.listen.addr),
+    };
+    println!("listen    {listen}");
+    if let Some(admin) = &config.admin {
+        println!("admin     http://{}", admin.addr);
+    }
+    let u = &config.upstream;
+    let ca = u
+        .ca_file
+        .as_ref()
+        .map(|ca| format!(", ca {}", ca.display()))
+        .unwrap_or_default();
+    println!(
+        "upstream  {} (timeout {}{ca})",
+        u.target,
+        humantime::format_duration(u.timeout)
+    );
+    let r = &config.replay;
+    let store = match r.store {
+        config::StoreKind::Memory => format!("memory (capacity {})", r.capacity),
+        // The URL itself may hold a password: show where it came from.
+        config::StoreKind::Redis => format!(
+            "redis (url {}, prefix {:?})",
+            r.redis_url
+                .as_ref()
+                .map_or_else(|| "unset".to_string(), |u| u.source.to_string()),
+            r.redis_prefix
+        ),
+    };
+    println!(
+        "replay    {store}, ttl {}, on_store_error {}",
+        humantime::format_duration(r.ttl),
+        r.on_store_error
+    );
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
