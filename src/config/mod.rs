@@ -90,17 +90,26 @@ pub fn parse(text: &str, path: &Path, env: &Env) -> Result<Config, ConfigError> 
     validate::validate(raw, path, env)
 }
 
-/// toml's own `Display` gives the line, column and the offending text, and
-/// serde's message names an unknown key and the keys expected (or a bad
-/// value and the values allowed); the field is the key's path.
+/// The field is the key's path; serde's message names an unknown key and
+/// the keys expected (or a bad value and the values allowed). The position is
+/// the first line of toml's own `Display` ("TOML parse error at line L,
+/// column C"); the rest of it quotes the offending line, which is left out:
+/// that line may hold a secret (a misspelt `redis_url` with a password).
 fn toml_error(path: &Path, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
     let field = if e.path().iter().next().is_some() {
         e.path().to_string()
     } else {
         "(syntax)".to_string()
     };
-    let message = e.inner().to_string();
-    ConfigError::new(path, field, message.trim_end())
+    let inner = e.inner();
+    // One line, for log lines: toml's "expected …" continuation joins the first.
+    let message = inner.message().trim_end().replace('\n', "; ");
+    let shown = inner.to_string();
+    let message = match (inner.span(), shown.lines().next()) {
+        (Some(_), Some(position)) => format!("{position}: {message}"),
+        (None, _) | (_, None) => message.to_string(),
+    };
+    ConfigError::new(path, field, message)
 }
 
 #[cfg(test)]

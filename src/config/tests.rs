@@ -299,3 +299,13 @@ fn sizes_and_counts_name_the_field() {
     assert_eq!(c.limits.max_body, 100_000);
     assert_eq!(c.limits.max_header_bytes, 16384);
 }
+
+#[test]
+fn a_parse_error_does_not_quote_the_line_it_is_on() {
+    let text = format!("{BASE}[replay]\nredis_ulr = \"redis://:s3cret@cache:6379/0\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "replay.redis_ulr");
+    assert!(e.message.contains("line 11, column 1"), "{e}");
+    assert!(e.message.contains("`redis_url`"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
