@@ -132,7 +132,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
     };
     println!("{}: OK", path.display());
-    print_summary(&config);
+    print!("{}", summary(&config));
     println!(
         "{:<24} {:<28} {:<18} {:<8} secrets",
         "route", "path", "provider", "mode"
@@ -157,7 +157,10 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 /// The resolved listeners, upstream and replay store, one line each, for a human.
-fn print_summary(config: &config::Config) {
+// Writing to a `String` cannot fail, hence the ignored `fmt::Result`s.
+fn summary(config: &config::Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let listen = match &config.listen.tls {
         Some(tls) => format!(
             "https://{} (cert {}, key {})",
@@ -167,9 +170,9 @@ fn print_summary(config: &config::Config) {
         ),
         None => format!("http://{}", config.listen.addr),
     };
-    println!("listen    {listen}");
+    let _ = writeln!(out, "listen    {listen}");
     if let Some(admin) = &config.admin {
-        println!("admin     http://{}", admin.addr);
+        let _ = writeln!(out, "admin     http://{}", admin.addr);
     }
     let u = &config.upstream;
     let ca = u
@@ -177,7 +180,8 @@ fn print_summary(config: &config::Config) {
         .as_ref()
         .map(|ca| format!(", ca {}", ca.display()))
         .unwrap_or_default();
-    println!(
+    let _ = writeln!(
+        out,
         "upstream  {} (timeout {}{ca})",
         u.target,
         humantime::format_duration(u.timeout)
@@ -194,11 +198,13 @@ fn print_summary(config: &config::Config) {
             r.redis_prefix
         ),
     };
-    println!(
+    let _ = writeln!(
+        out,
         "replay    {store}, ttl {}, on_store_error {}",
         humantime::format_duration(r.ttl),
         r.on_store_error
     );
+    out
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
@@ -273,5 +279,36 @@ fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
             eprintln!("hookgate: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn check_prints_resolved_values_not_debug_dumps() {
+        let text = "[listen]\naddr = \"127.0.0.1:8443\"\n[admin]\naddr = \"127.0.0.1:9090\"\n\
+                    [upstream]\nurl = \"http://127.0.0.1:3000\"\ntimeout = \"5s\"\n\
+                    [replay]\nstore = \"redis\"\nredis_url = \"env:REDIS_URL\"\non_store_error = \"allow\"\n\
+                    [[routes]]\npath = \"/w\"\nprovider = \"svix\"\nsecrets = [\"env:S\"]\n";
+        let env = config::Env::Map(vec![
+            ("S".into(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ("REDIS_URL".into(), "redis://:pw@cache:6379/0".into()),
+        ]);
+        let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(out.contains("listen    http://127.0.0.1:8443\n"), "{out}");
+        assert!(out.contains("admin     http://127.0.0.1:9090\n"), "{out}");
+        assert!(
+            out.contains("upstream  http://127.0.0.1:3000 (timeout 5s)\n"),
+            "{out}"
+        );
+        assert!(out.contains("redis (url env:REDIS_URL"), "{out}");
+        assert!(out.contains("on_store_error allow"), "{out}");
+        assert!(!out.contains('{') && !out.contains(":pw@"), "{out}");
     }
 }
