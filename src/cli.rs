@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::app;
 use crate::config;
 use crate::metrics::Metrics;
-use crate::app;
 
 #[derive(Parser)]
 #[command(
@@ -135,11 +135,11 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
     };
     println!("{}: OK", path.display());
+    print!("{}", summary(&config));
     println!(
-        "listen {}  upstream {:?}",
-        config.listen.addr, config.upstream.target
+        "{:<24} {:<28} {:<18} {:<8} secrets",
+        "route", "path", "provider", "mode"
     );
-    println!("{:<24} {:<28} {:<18} secrets", "route", "path", "provider");
     // Routes are kept in configuration order, so they pair with their config.
     for (r, rc) in runtime.routes.routes().iter().zip(&config.routes) {
         let secrets: Vec<String> = rc
@@ -148,14 +148,66 @@ fn check(path: &std::path::Path) -> ExitCode {
             .map(|s| format!("{}={}", s.label, s.source))
             .collect();
         println!(
-            "{:<24} {:<28} {:<18} {}",
+            "{:<24} {:<28} {:<18} {:<8} {}",
             r.name,
             r.pattern.as_config_str(),
             r.provider,
+            r.mode,
             secrets.join(", ")
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The resolved listeners, upstream and replay store, one line each, for a human.
+// Writing to a `String` cannot fail, hence the ignored `fmt::Result`s.
+fn summary(config: &config::Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let listen = match &config.listen.tls {
+        Some(tls) => format!(
+            "https://{} (cert {}, key {})",
+            config.listen.addr,
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        None => format!("http://{}", config.listen.addr),
+    };
+    let _ = writeln!(out, "listen    {listen}");
+    if let Some(admin) = &config.admin {
+        let _ = writeln!(out, "admin     http://{}", admin.addr);
+    }
+    let u = &config.upstream;
+    let ca = u
+        .ca_file
+        .as_ref()
+        .map(|ca| format!(", ca {}", ca.display()))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "upstream  {} (timeout {}{ca})",
+        u.target,
+        humantime::format_duration(u.timeout)
+    );
+    let r = &config.replay;
+    let store = match r.store {
+        config::StoreKind::Memory => format!("memory (capacity {})", r.capacity),
+        // The URL itself may hold a password: show where it came from.
+        config::StoreKind::Redis => format!(
+            "redis (url {}, prefix {:?})",
+            r.redis_url
+                .as_ref()
+                .map_or_else(|| "unset".to_string(), |u| u.source.to_string()),
+            r.redis_prefix
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "replay    {store}, ttl {}, on_store_error {}",
+        humantime::format_duration(r.ttl),
+        r.on_store_error
+    );
+    out
 }
 
 fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
@@ -236,5 +288,36 @@ fn with_runtime<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
             eprintln!("hookgate: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn check_prints_resolved_values_not_debug_dumps() {
+        let text = "[listen]\naddr = \"127.0.0.1:8443\"\n[admin]\naddr = \"127.0.0.1:9090\"\n\
+                    [upstream]\nurl = \"http://127.0.0.1:3000\"\ntimeout = \"5s\"\n\
+                    [replay]\nstore = \"redis\"\nredis_url = \"env:REDIS_URL\"\non_store_error = \"allow\"\n\
+                    [[routes]]\npath = \"/w\"\nprovider = \"svix\"\nsecrets = [\"env:S\"]\n";
+        let env = config::Env::Map(vec![
+            ("S".into(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ("REDIS_URL".into(), "redis://:pw@cache:6379/0".into()),
+        ]);
+        let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(out.contains("listen    http://127.0.0.1:8443\n"), "{out}");
+        assert!(out.contains("admin     http://127.0.0.1:9090\n"), "{out}");
+        assert!(
+            out.contains("upstream  http://127.0.0.1:3000 (timeout 5s)\n"),
+            "{out}"
+        );
+        assert!(out.contains("redis (url env:REDIS_URL"), "{out}");
+        assert!(out.contains("on_store_error allow"), "{out}");
+        assert!(!out.contains('{') && !out.contains(":pw@"), "{out}");
     }
 }

@@ -97,7 +97,8 @@ impl Proxy {
     /// Swaps in a reloaded configuration; requests already running keep the old one.
     pub fn swap(&self, runtime: Runtime) {
         self.runtime.store(Arc::new(runtime));
-        self.store.set_on_store_error(self.runtime.load().on_store_error);
+        self.store
+            .set_on_store_error(self.runtime.load().on_store_error);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -174,9 +174,6 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
 
 /// Settings that live in listeners, pools and semaphores built at startup.
 fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
-    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
-        format!("{a:?}") != format!("{b:?}")
-    }
     let (o, n) = (&old.limits, &new.limits);
     [
         ("listen.addr", old.listen.addr != new.listen.addr),
@@ -184,14 +181,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
             "listen.tls_cert",
             old.listen.tls.is_some() != new.listen.tls.is_some(),
         ),
-        (
-            "admin.addr",
-            differs(
-                &old.admin.as_ref().map(|a| a.addr),
-                &new.admin.as_ref().map(|a| a.addr),
-            ),
-        ),
-        ("upstream", differs(&old.upstream, &new.upstream)),
+        ("admin.addr", old.admin != new.admin),
+        ("upstream", old.upstream != new.upstream),
         ("replay", !old.replay.same_store(&new.replay)),
         ("limits.max_buffered", o.max_buffered != n.max_buffered),
         (

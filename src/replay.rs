@@ -16,8 +16,6 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::config::OnStoreError;
-
 mod redis_store;
 pub use redis_store::{RedisOptions, RedisStore};
 
@@ -107,6 +105,13 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// Whether hookgate keeps serving while the store is unreachable. The policy
+/// is the caller's (`[replay] on_store_error` converts into it); the store
+/// only reflects it in `ready`, so a Redis outage after a first answer does
+/// not mark every replica unready at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServesWithout(pub bool);
+
 /// The replay store chosen by `[replay] store`.
 pub enum Store {
     /// Per process: the default, and all a single replica needs.
@@ -181,11 +186,13 @@ impl Store {
         }
     }
 
-    /// Tells the store what `on_store_error` says, at start and on every reload.
-    pub fn set_on_store_error(&self, policy: OnStoreError) {
+    /// Tells the store whether hookgate serves on without it (the caller's
+    /// `on_store_error` policy), at start and on every reload.
+    pub fn set_on_store_error(&self, policy: impl Into<ServesWithout>) {
+        let ServesWithout(serves_without) = policy.into();
         match self {
             Store::Memory(_) => {}
-            Store::Redis(r) => r.set_serves_without(policy == OnStoreError::Allow),
+            Store::Redis(r) => r.set_serves_without(serves_without),
         }
     }
 }

@@ -7,7 +7,7 @@ use http::Method;
 
 use crate::config::{Config, ConfigError, Mode, PathPattern, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::verify::{generic, providers, Verifier};
+use crate::verify::Verifier;
 
 pub struct Route {
     pub name: String,
@@ -109,30 +109,7 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
     let err = |field: &str, msg: String| {
         ConfigError::new(&config.source, format!("routes[{}].{field}", rc.index), msg)
     };
-    let scheme = if rc.provider == "hmac" {
-        let empty = toml::Table::new();
-        generic::scheme(rc.scheme.as_ref().unwrap_or(&empty))
-            .map_err(|e| err(&e.field, e.message))?
-    } else {
-        let scheme = providers::builtin(&rc.provider).ok_or_else(|| {
-            err(
-                "provider",
-                format!(
-                    "unknown provider {:?} (known: {}, or \"hmac\" for the generic scheme)",
-                    rc.provider,
-                    providers::NAMES.join(", ")
-                ),
-            )
-        })?;
-        if let Some(extra) = &rc.scheme {
-            let keys: Vec<&str> = extra.keys().map(String::as_str).collect();
-            return Err(err(
-                keys.first().copied().unwrap_or("?"),
-                format!("unknown field for provider {:?}", rc.provider),
-            ));
-        }
-        scheme
-    };
+    let scheme = rc.scheme.clone();
     if scheme.signs_url() && rc.public_url.is_none() {
         return Err(err(
             "public_url",

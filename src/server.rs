@@ -278,7 +278,11 @@ impl Workers {
 /// A worker's life: serve each connection handed over until the inbox closes.
 /// The inbox closes only after the drain, so what is still running then (past
 /// `shutdown_grace`) is cancelled with the runtime.
-async fn work(mut inbox: mpsc::UnboundedReceiver<Handoff>, conns: Arc<Conns>, open: Arc<AtomicUsize>) {
+async fn work(
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    conns: Arc<Conns>,
+    open: Arc<AtomicUsize>,
+) {
     while let Some(handoff) = inbox.recv().await {
         let Handoff {
             stream,

@@ -591,7 +591,8 @@ fn example_config_has_a_working_route_for_every_provider() {
         &hookgate::config::Env::Map(env),
     )
     .unwrap();
-    let runtime = hookgate::proxy::Runtime::build(&config, &hookgate::metrics::Metrics::new()).unwrap();
+    let runtime =
+        hookgate::proxy::Runtime::build(&config, &hookgate::metrics::Metrics::new()).unwrap();
     for provider in providers::NAMES.iter().chain(&["hmac"]) {
         assert!(
             runtime

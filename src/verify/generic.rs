@@ -1,20 +1,28 @@
-//! The generic `provider = "hmac"` scheme: route keys -> a `Scheme` for the one engine.
+//! The generic `provider = "hmac"` scheme: its route keys, typed by serde, -> a `Scheme`.
 //!
 //! Every built-in HMAC provider can be written this way (the tests check it
 //! against the official vectors); Twilio, GitLab and Ed25519 cannot, because
 //! they are not an HMAC over a template.
+//!
+//! Each enum-like key is a serde enum (`values`) mapped onto the engine's own
+//! enum by an exhaustive `match`: a value allowed here without its mapping
+//! does not compile.
 
+use std::fmt;
 use std::time::Duration;
 
 use http::HeaderName;
+use serde::de::{self, IntoDeserializer, MapAccess};
+use serde::Deserialize;
 
-use super::{
-    Algorithm, Encoding, IdSpec, KeyEncoding, Part, Scheme, SignatureFormat, TimestampSource,
-    TimestampSpec, TimestampUnit,
-};
+use super::{IdSpec, Part, Scheme, SignatureFormat, TimestampSource, TimestampSpec};
+
+mod values;
+
+use values::{FormatName, HashName, Placeholder, SecretEncoding, SignatureEncoding, Unit};
 
 /// The keys a `provider = "hmac"` route may hold besides the common route keys.
-pub const KEYS: &[&str] = &[
+pub const KEYS: [&str; 15] = [
     "header",
     "algorithm",
     "encoding",
@@ -32,6 +40,249 @@ pub const KEYS: &[&str] = &[
     "key_encoding",
 ];
 
+/// One key of the generic scheme; serde refuses any other name and lists `KEYS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+pub enum Key {
+    Header,
+    Algorithm,
+    Encoding,
+    Format,
+    Prefix,
+    Version,
+    Separator,
+    SignatureParam,
+    Signed,
+    IdHeader,
+    TimestampHeader,
+    TimestampParam,
+    TimestampJson,
+    TimestampUnit,
+    KeyEncoding,
+}
+
+impl Key {
+    /// The name as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Header => "header",
+            Key::Algorithm => "algorithm",
+            Key::Encoding => "encoding",
+            Key::Format => "format",
+            Key::Prefix => "prefix",
+            Key::Version => "version",
+            Key::Separator => "separator",
+            Key::SignatureParam => "signature_param",
+            Key::Signed => "signed",
+            Key::IdHeader => "id_header",
+            Key::TimestampHeader => "timestamp_header",
+            Key::TimestampParam => "timestamp_param",
+            Key::TimestampJson => "timestamp_json",
+            Key::TimestampUnit => "timestamp_unit",
+            Key::KeyEncoding => "key_encoding",
+        }
+    }
+
+    /// The key named `name`, if the generic scheme has one.
+    pub fn from_name(name: &str) -> Option<Key> {
+        let name: de::value::StrDeserializer<'_, de::value::Error> = name.into_deserializer();
+        Key::deserialize(name).ok()
+    }
+}
+
+/// The generic scheme's keys as written, each typed; `scheme` checks how they combine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Raw {
+    /// The keys set, in the order written (for errors that name one).
+    set: Vec<Key>,
+    header: Option<String>,
+    algorithm: Option<HashName>,
+    encoding: Option<SignatureEncoding>,
+    format: Option<FormatName>,
+    prefix: Option<String>,
+    version: Option<String>,
+    separator: Option<String>,
+    signature_param: Option<String>,
+    signed: Option<String>,
+    id_header: Option<String>,
+    timestamp_header: Option<String>,
+    timestamp_param: Option<String>,
+    timestamp_json: Option<String>,
+    timestamp_unit: Option<Unit>,
+    key_encoding: Option<SecretEncoding>,
+}
+
+impl Raw {
+    /// Reads the value of `key` from `map` (a route table holding the
+    /// generic keys among its own), typed: a bad value is serde's error at that key.
+    pub fn read<'de, A: MapAccess<'de>>(&mut self, key: Key, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            Key::Header => self.header = Some(map.next_value()?),
+            Key::Algorithm => self.algorithm = Some(map.next_value()?),
+            Key::Encoding => self.encoding = Some(map.next_value()?),
+            Key::Format => self.format = Some(map.next_value()?),
+            Key::Prefix => self.prefix = Some(map.next_value()?),
+            Key::Version => self.version = Some(map.next_value()?),
+            Key::Separator => self.separator = Some(map.next_value()?),
+            Key::SignatureParam => self.signature_param = Some(map.next_value()?),
+            Key::Signed => self.signed = Some(map.next_value()?),
+            Key::IdHeader => self.id_header = Some(map.next_value()?),
+            Key::TimestampHeader => self.timestamp_header = Some(map.next_value()?),
+            Key::TimestampParam => self.timestamp_param = Some(map.next_value()?),
+            Key::TimestampJson => self.timestamp_json = Some(map.next_value()?),
+            Key::TimestampUnit => self.timestamp_unit = Some(map.next_value()?),
+            Key::KeyEncoding => self.key_encoding = Some(map.next_value()?),
+        }
+        if !self.set.contains(&key) {
+            self.set.push(key);
+        }
+        Ok(())
+    }
+
+    /// The first key set, if any (a route of another provider must hold none).
+    pub fn first_key(&self) -> Option<Key> {
+        self.set.first().copied()
+    }
+
+    fn has(&self, key: Key) -> bool {
+        self.set.contains(&key)
+    }
+
+    /// Builds the scheme these keys describe (`header` is required).
+    pub fn scheme(&self) -> Result<Scheme, FieldError> {
+        let Some(header) = &self.header else {
+            return fail(
+                Key::Header,
+                "provider \"hmac\" needs the signature header name",
+            );
+        };
+        let signature_header = header_name(Key::Header, header)?;
+        let format = self.format()?;
+        let signed = template(self.signed.as_deref().unwrap_or("{body}"))?;
+        let id = self
+            .id_header
+            .as_deref()
+            .map(|h| {
+                Ok::<_, FieldError>(IdSpec {
+                    header: header_name(Key::IdHeader, h)?,
+                    signed: signed.contains(&Part::Id),
+                })
+            })
+            .transpose()?;
+        let timestamp = self.timestamp()?;
+        let scheme = Scheme {
+            signature_header,
+            format,
+            algorithm: self.algorithm.unwrap_or(HashName::Sha256).into(),
+            encoding: self.encoding.unwrap_or(SignatureEncoding::Hex).into(),
+            default_tolerance: timestamp.as_ref().map(|_| Duration::from_secs(300)),
+            signed,
+            id,
+            timestamp,
+            key_encoding: self.key_encoding.unwrap_or(SecretEncoding::Utf8).into(),
+        };
+        if let Err(e) = scheme.validate() {
+            return fail(Key::Signed, e);
+        }
+        Ok(scheme)
+    }
+
+    fn format(&self) -> Result<SignatureFormat, FieldError> {
+        let format = self.format.unwrap_or(FormatName::Plain);
+        let only_for = |key: Key, only: FormatName| -> Result<(), FieldError> {
+            if self.has(key) && format != only {
+                return fail(key, format!("only applies to format = {:?}", only.name()));
+            }
+            Ok(())
+        };
+        only_for(Key::Prefix, FormatName::Plain)?;
+        only_for(Key::Version, FormatName::Versioned)?;
+        only_for(Key::Separator, FormatName::Params)?;
+        only_for(Key::SignatureParam, FormatName::Params)?;
+        only_for(Key::TimestampParam, FormatName::Params)?;
+        Ok(match format {
+            FormatName::Plain => SignatureFormat::Plain {
+                prefix: self.prefix.clone().unwrap_or_default(),
+            },
+            FormatName::Versioned => SignatureFormat::Versioned {
+                version: self.version.clone().unwrap_or_else(|| "v1".into()),
+                asymmetric: None,
+            },
+            FormatName::Params => {
+                // One byte of valid UTF-8 is one ASCII character.
+                let &[separator] = self.separator.as_deref().unwrap_or(",").as_bytes() else {
+                    return fail(Key::Separator, "must be one ASCII character other than '='");
+                };
+                if separator == b'=' {
+                    return fail(Key::Separator, "must be one ASCII character other than '='");
+                }
+                let Some(key) = self.signature_param.clone() else {
+                    return fail(
+                        Key::SignatureParam,
+                        "format = \"params\" needs the name of the signature pair (e.g. \"v1\")",
+                    );
+                };
+                SignatureFormat::Params {
+                    separator: char::from(separator),
+                    key,
+                }
+            }
+        })
+    }
+
+    fn timestamp(&self) -> Result<Option<TimestampSpec>, FieldError> {
+        let mut set: Vec<(Key, TimestampSource)> = Vec::new();
+        if let Some(h) = &self.timestamp_header {
+            let header = header_name(Key::TimestampHeader, h)?;
+            set.push((Key::TimestampHeader, TimestampSource::Header(header)));
+        }
+        if let Some(p) = &self.timestamp_param {
+            set.push((Key::TimestampParam, TimestampSource::Param(p.clone())));
+        }
+        if let Some(j) = &self.timestamp_json {
+            set.push((Key::TimestampJson, TimestampSource::JsonBody(j.clone())));
+        }
+        if let [_, (second, _), ..] = set.as_slice() {
+            let names: Vec<&str> = set.iter().map(|(k, _)| k.name()).collect();
+            return fail(
+                *second,
+                format!("only one of {} may be set", names.join(", ")),
+            );
+        }
+        let Some((_, source)) = set.pop() else {
+            if self.has(Key::TimestampUnit) {
+                return fail(Key::TimestampUnit, "no timestamp is configured");
+            }
+            return Ok(None);
+        };
+        Ok(Some(TimestampSpec {
+            source,
+            unit: self.timestamp_unit.unwrap_or(Unit::Seconds).into(),
+        }))
+    }
+}
+
+/// A standalone table of generic keys (no common route keys): unknown keys are refused.
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of generic hmac scheme keys")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut raw = Raw::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    raw.read(key, &mut map)?;
+                }
+                Ok(raw)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// A problem with one key: the key's name and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -39,173 +290,29 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn fail<T>(field: &str, message: impl Into<String>) -> Result<T, FieldError> {
+fn fail<T>(key: Key, message: impl Into<String>) -> Result<T, FieldError> {
     Err(FieldError {
-        field: field.to_string(),
+        field: key.name().to_string(),
         message: message.into(),
     })
 }
 
-/// Builds the scheme a `provider = "hmac"` route describes. `table` holds the
-/// route's extra keys (may be empty: `header` is then reported missing).
+fn header_name(key: Key, value: &str) -> Result<HeaderName, FieldError> {
+    HeaderName::from_bytes(value.trim().as_bytes())
+        .or_else(|_| fail(key, format!("{value:?} is not a valid header name")))
+}
+
+/// Builds the scheme a table of generic keys describes (may be empty:
+/// `header` is then reported missing).
 pub fn scheme(table: &toml::Table) -> Result<Scheme, FieldError> {
-    for key in table.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            return fail(
-                key,
-                format!(
-                    "unknown field {key:?} for provider \"hmac\" (known: {})",
-                    KEYS.join(", ")
-                ),
-            );
-        }
-    }
-    let text = |key: &str| -> Result<Option<&str>, FieldError> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => fail(key, "must be a string"),
-        }
-    };
-    let header_name = |key: &str, value: &str| -> Result<HeaderName, FieldError> {
-        HeaderName::from_bytes(value.trim().as_bytes())
-            .or_else(|_| fail(key, format!("{value:?} is not a valid header name")))
-    };
-    let choice = |key: &str, default: &str, allowed: &[&str]| -> Result<String, FieldError> {
-        let v = text(key)?.unwrap_or(default);
-        if allowed.contains(&v) {
-            Ok(v.to_string())
-        } else {
-            fail(
-                key,
-                format!("{v:?} is not one of {}", quoted(allowed).join(", ")),
-            )
-        }
-    };
-
-    let Some(header) = text("header")? else {
-        return fail(
-            "header",
-            "provider \"hmac\" needs the signature header name",
-        );
-    };
-    let signature_header = header_name("header", header)?;
-    let algorithm = match choice("algorithm", "sha256", &["sha256", "sha512", "sha1"])?.as_str() {
-        "sha512" => Algorithm::Sha512,
-        "sha1" => Algorithm::Sha1,
-        _ => Algorithm::Sha256,
-    };
-    let encoding = match choice("encoding", "hex", &["hex", "base64", "base64url"])?.as_str() {
-        "base64" => Encoding::Base64,
-        "base64url" => Encoding::Base64Url,
-        _ => Encoding::Hex,
-    };
-    let key_encoding =
-        match choice("key_encoding", "utf8", &["utf8", "base64", "hex", "whsec"])?.as_str() {
-            "base64" => KeyEncoding::Base64,
-            "hex" => KeyEncoding::Hex,
-            "whsec" => KeyEncoding::Whsec,
-            _ => KeyEncoding::Utf8,
-        };
-
-    let format_name = choice("format", "plain", &["plain", "versioned", "params"])?;
-    let only_for = |key: &str, format: &str| -> Result<(), FieldError> {
-        if table.contains_key(key) && format_name != format {
-            return fail(key, format!("only applies to format = {format:?}"));
-        }
-        Ok(())
-    };
-    only_for("prefix", "plain")?;
-    only_for("version", "versioned")?;
-    only_for("separator", "params")?;
-    only_for("signature_param", "params")?;
-    only_for("timestamp_param", "params")?;
-    let format = match format_name.as_str() {
-        "versioned" => SignatureFormat::Versioned {
-            version: text("version")?.unwrap_or("v1").to_string(),
-            asymmetric: None,
-        },
-        "params" => {
-            let sep = text("separator")?.unwrap_or(",");
-            let mut chars = sep.chars();
-            let separator = match (chars.next(), chars.next()) {
-                (Some(c), None) if c.is_ascii() && c != '=' => c,
-                _ => return fail("separator", "must be one ASCII character other than '='"),
-            };
-            let Some(key) = text("signature_param")? else {
-                return fail(
-                    "signature_param",
-                    "format = \"params\" needs the name of the signature pair (e.g. \"v1\")",
-                );
-            };
-            SignatureFormat::Params {
-                separator,
-                key: key.to_string(),
+    let raw: Raw =
+        serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            FieldError {
+                field: e.path().to_string(),
+                message: e.into_inner().message().to_string(),
             }
-        }
-        _ => SignatureFormat::Plain {
-            prefix: text("prefix")?.unwrap_or("").to_string(),
-        },
-    };
-
-    let signed = template(text("signed")?.unwrap_or("{body}"))?;
-
-    let id = text("id_header")?
-        .map(|h| {
-            Ok::<_, FieldError>(IdSpec {
-                header: header_name("id_header", h)?,
-                signed: signed.contains(&Part::Id),
-            })
-        })
-        .transpose()?;
-
-    let sources: Vec<&str> = ["timestamp_header", "timestamp_param", "timestamp_json"]
-        .into_iter()
-        .filter(|k| table.contains_key(*k))
-        .collect();
-    if sources.len() > 1 {
-        return fail(
-            sources[1],
-            format!("only one of {} may be set", sources.join(", ")),
-        );
-    }
-    let source = match sources.first().copied() {
-        Some("timestamp_header") => Some(TimestampSource::Header(header_name(
-            "timestamp_header",
-            text("timestamp_header")?.unwrap_or(""),
-        )?)),
-        Some("timestamp_param") => Some(TimestampSource::Param(
-            text("timestamp_param")?.unwrap_or("").to_string(),
-        )),
-        Some(_) => Some(TimestampSource::JsonBody(
-            text("timestamp_json")?.unwrap_or("").to_string(),
-        )),
-        None => None,
-    };
-    let unit = match choice("timestamp_unit", "s", &["s", "ms"])?.as_str() {
-        "ms" => TimestampUnit::Millis,
-        _ => TimestampUnit::Seconds,
-    };
-    if source.is_none() && table.contains_key("timestamp_unit") {
-        return fail("timestamp_unit", "no timestamp is configured");
-    }
-    let timestamp = source.map(|source| TimestampSpec { source, unit });
-
-    let scheme = Scheme {
-        signature_header,
-        format,
-        algorithm,
-        encoding,
-        default_tolerance: timestamp.as_ref().map(|_| Duration::from_secs(300)),
-        signed,
-        id,
-        timestamp,
-        key_encoding,
-    };
-    if let Err(e) = scheme.validate() {
-        return fail("signed", e);
-    }
-    Ok(scheme)
+        })?;
+    raw.scheme()
 }
 
 /// `{id}`, `{timestamp}`, `{body}`, `{url}`, `{method}` and literal text;
@@ -223,30 +330,29 @@ pub fn template(text: &str) -> Result<Vec<Part>, FieldError> {
             rest = r;
         } else if c == '{' {
             let Some(end) = rest.find('}') else {
-                return fail("signed", format!("unclosed '{{' in {text:?}"));
+                return fail(Key::Signed, format!("unclosed '{{' in {text:?}"));
             };
-            let part = match &rest[1..end] {
-                "id" => Part::Id,
-                "timestamp" => Part::Timestamp,
-                "body" => Part::Body,
-                "url" => Part::Url,
-                "method" => Part::Method,
-                other => {
-                    return fail(
-                        "signed",
-                        format!(
-                            "unknown placeholder {{{other}}} (known: {{id}}, {{timestamp}}, {{body}}, {{url}}, {{method}}; {{{{ and }}}} for braces)"
-                        ),
-                    )
-                }
-            };
+            let name: de::value::StrDeserializer<'_, de::value::Error> =
+                rest[1..end].into_deserializer();
+            let part = Placeholder::deserialize(name).or_else(|e| {
+                fail(
+                    Key::Signed,
+                    format!(
+                        "placeholder {}: {e} ({{{{ and }}}} stand for braces)",
+                        &rest[..=end]
+                    ),
+                )
+            })?;
             if !literal.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut literal)));
             }
-            parts.push(part);
+            parts.push(part.into());
             rest = &rest[end + 1..];
         } else if c == '}' {
-            return fail("signed", format!("unmatched '}}' in {text:?} (write }}}})"));
+            return fail(
+                Key::Signed,
+                format!("unmatched '}}' in {text:?} (write }}}})"),
+            );
         } else {
             literal.push(c);
             rest = &rest[c.len_utf8()..];
@@ -258,14 +364,11 @@ pub fn template(text: &str) -> Result<Vec<Part>, FieldError> {
     Ok(parts)
 }
 
-fn quoted(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| format!("{s:?}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::verify::{Algorithm, Encoding, KeyEncoding, TimestampUnit};
 
     fn table(text: &str) -> toml::Table {
         text.parse().unwrap()
@@ -286,15 +389,46 @@ mod tests {
             template("{{x}}{body}").unwrap(),
             vec![Part::Text("{x}".into()), Part::Body]
         );
-        assert_eq!(template("{bdy}").unwrap_err().field, "signed");
+        let e = template("{bdy}").unwrap_err();
+        assert_eq!(e.field, "signed");
+        assert!(
+            e.message.contains("`body`"),
+            "lists the placeholders: {}",
+            e.message
+        );
         assert!(template("{body").is_err());
         assert!(template("}{body}").is_err());
     }
 
     #[test]
-    fn unknown_key_is_refused_by_name() {
+    fn unknown_key_is_refused_by_name_listing_the_known_keys() {
         let e = scheme(&table("header = \"x-sig\"\nalgoritm = \"sha1\"")).unwrap_err();
         assert_eq!(e.field, "algoritm");
+        assert!(e.message.contains("`algorithm`"), "{}", e.message);
+        assert!(e.message.contains("`key_encoding`"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key_and_the_allowed_values() {
+        let e = scheme(&table("header = \"x\"\nalgorithm = \"md5\"")).unwrap_err();
+        assert_eq!(e.field, "algorithm");
+        for allowed in ["`sha256`", "`sha512`", "`sha1`"] {
+            assert!(e.message.contains(allowed), "{}", e.message);
+        }
+        let e = scheme(&table(
+            "header = \"x\"\ntimestamp_header = \"t\"\ntimestamp_unit = \"us\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "timestamp_unit");
+        assert!(e.message.contains("`ms`"), "{}", e.message);
+    }
+
+    #[test]
+    fn every_key_name_round_trips() {
+        for name in KEYS {
+            assert_eq!(Key::from_name(name).map(Key::name), Some(name));
+        }
+        assert_eq!(Key::from_name("headr"), None);
     }
 
     #[test]
@@ -307,6 +441,37 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.field, "prefix");
+        let e = scheme(&table(
+            "header = \"x\"\nformat = \"params\"\nsignature_param = \"v1\"\nseparator = \"=\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "separator");
+        let e = scheme(&table(
+            "header = \"x\"\ntimestamp_header = \"t\"\ntimestamp_json = \"ts\"\nsigned = \"{timestamp}{body}\"",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field, "timestamp_json");
+    }
+
+    #[test]
+    fn typed_values_map_onto_the_engine() {
+        let s = scheme(&table(
+            "header = \"x\"\nalgorithm = \"sha512\"\nencoding = \"base64url\"\nkey_encoding = \"whsec\"\nformat = \"params\"\nsignature_param = \"v1\"\nseparator = \";\"\ntimestamp_param = \"t\"\ntimestamp_unit = \"ms\"\nsigned = \"{timestamp}.{body}\"",
+        ))
+        .unwrap();
+        assert_eq!(s.algorithm, Algorithm::Sha512);
+        assert_eq!(s.encoding, Encoding::Base64Url);
+        assert_eq!(s.key_encoding, KeyEncoding::Whsec);
+        assert_eq!(
+            s.format,
+            SignatureFormat::Params {
+                separator: ';',
+                key: "v1".into()
+            }
+        );
+        let ts = s.timestamp.unwrap();
+        assert_eq!(ts.source, TimestampSource::Param("t".into()));
+        assert_eq!(ts.unit, TimestampUnit::Millis);
     }
 
     #[test]

@@ -1,0 +1,311 @@
+//! Whole-file tests: defaults, error messages (field, line and column,
+//! expected keys, allowed values), secrets and redaction.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::Method;
+
+use super::*;
+
+fn parse_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = Env::Map(
+        env.iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    );
+    parse(text, Path::new("/etc/hookgate/hookgate.toml"), &env)
+}
+
+const BASE: &str = r#"
+[listen]
+addr = "127.0.0.1:8443"
+[upstream]
+url = "http://127.0.0.1:3000"
+[[routes]]
+path = "/webhooks/levers"
+provider = "svix"
+secrets = ["env:LEVERS"]
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse_with(BASE, &[("LEVERS", "whsec_abc")]).unwrap();
+    assert_eq!(c.limits.max_body, 25 << 20);
+    assert_eq!(c.limits.max_buffered, 256 << 20);
+    assert_eq!(c.upstream.timeout, Duration::from_secs(25));
+    assert_eq!(c.replay.capacity, 100_000);
+    assert_eq!(c.routes[0].name, "/webhooks/levers");
+    assert_eq!(c.routes[0].methods, vec![Method::POST]);
+    assert!(c.upstream.forwarded_headers);
+}
+
+#[test]
+fn unknown_key_names_the_key_and_file() {
+    let text = format!("{BASE}tolerence = \"5m\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tolerence"), "{e}");
+    assert!(e.contains("/etc/hookgate/hookgate.toml"), "{e}");
+}
+
+#[test]
+fn unset_env_secret_is_an_error_naming_the_field() {
+    let e = parse_with(BASE, &[]).unwrap_err();
+    assert_eq!(e.field, "routes[0].secrets[0]");
+    assert!(e.message.contains("LEVERS"));
+}
+
+#[test]
+fn empty_secret_is_an_error() {
+    let e = parse_with(BASE, &[("LEVERS", "  ")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].secrets[0]");
+}
+
+#[test]
+fn secret_debug_and_display_are_redacted() {
+    let c = parse_with(BASE, &[("LEVERS", "supersecretvalue")]).unwrap();
+    let s = &c.routes[0].secrets[0];
+    assert!(!format!("{s:?}").contains("supersecretvalue"));
+    assert!(!format!("{s}").contains("supersecretvalue"));
+    assert!(!format!("{c:?}").contains("supersecretvalue"));
+}
+
+#[test]
+fn redis_store_settings_parse_and_a_bad_url_names_the_field() {
+    let text = format!(
+        "{BASE}[replay]\nstore = \"redis\"\nredis_url = \"rediss://:pw@cache.internal:6380/2\"\nredis_timeout = \"250ms\"\non_store_error = \"allow\"\n"
+    );
+    let c = parse_with(&text, &[("LEVERS", "x")]).unwrap();
+    assert_eq!(c.replay.store, StoreKind::Redis);
+    assert_eq!(c.replay.redis_prefix, "hookgate");
+    assert_eq!(c.replay.redis_timeout, Duration::from_millis(250));
+    assert_eq!(c.replay.on_store_error, OnStoreError::Allow);
+    assert!(
+        !format!("{c:?}").contains(":pw@"),
+        "the URL's password is redacted"
+    );
+    assert!(c.warnings.iter().any(|w| w.field == "replay.redis_url"));
+
+    let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"env:REDIS_URL\"\n");
+    let c = parse_with(
+        &text,
+        &[("LEVERS", "x"), ("REDIS_URL", "redis://:pw@h:1/0")],
+    )
+    .unwrap();
+    assert_eq!(c.replay.redis_url.unwrap().expose(), b"redis://:pw@h:1/0");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"redis://h\"\nredis_ca_file = \"ca.pem\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "replay.redis_ca_file");
+
+    let text = format!("{BASE}[replay]\nstore = \"redis\"\nredis_url = \"redis://:s3cret@\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "replay.redis_url");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
+
+#[test]
+fn a_changed_redis_url_is_a_changed_store_though_debug_redacts_it() {
+    let with = |url: &str, on_error: &str| {
+        let text = format!(
+            "{BASE}[replay]\nstore = \"redis\"\nredis_url = \"{url}\"\non_store_error = \"{on_error}\"\n"
+        );
+        parse_with(&text, &[("LEVERS", "x")]).unwrap().replay
+    };
+    let a = with("redis://a:6379/0", "reject");
+    assert!(a.same_store(&with("redis://a:6379/0", "allow")));
+    assert!(!a.same_store(&with("redis://b:6379/0", "reject")));
+    assert_eq!(
+        format!("{:?}", a.redis_url),
+        format!("{:?}", with("redis://b:6379/0", "reject").redis_url)
+    );
+}
+
+#[test]
+fn bad_duration_names_the_field() {
+    let text = BASE.replace("[upstream]", "[upstream]\ntimeout = \"soon\"");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "upstream.timeout");
+}
+
+#[test]
+fn duplicate_paths_are_refused() {
+    let text = format!("{BASE}[[routes]]\nname = \"again\"\npath = \"/webhooks/levers\"\nprovider = \"svix\"\nsecrets = [\"env:LEVERS\"]\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[1].path");
+}
+
+#[test]
+fn prefix_routes() {
+    let text = BASE.replace("/webhooks/levers", "/webhooks/*");
+    let c = parse_with(&text, &[("LEVERS", "x")]).unwrap();
+    assert_eq!(c.routes[0].path, PathPattern::Prefix("/webhooks/".into()));
+    let bad = BASE.replace("/webhooks/levers", "/webhooks*");
+    assert!(parse_with(&bad, &[("LEVERS", "x")]).is_err());
+}
+
+#[test]
+fn literal_secret_warns() {
+    let text = BASE.replace("env:LEVERS", "whsec_literal");
+    let c = parse_with(&text, &[]).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].field, "routes[0].secrets[0]");
+}
+
+#[test]
+fn whsec_secret_on_a_non_svix_route_warns() {
+    let env = [("LEVERS", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")];
+    for (provider, warns) in [("svix", false), ("stripe", false), ("github", true)] {
+        let text = BASE.replace("\"svix\"", &format!("{provider:?}"));
+        let c = parse_with(&text, &env).unwrap();
+        assert_eq!(c.warnings.len(), usize::from(warns), "{provider}");
+        if warns {
+            assert_eq!(c.warnings[0].field, "routes[0].secrets[0]");
+            assert!(c.warnings[0].message.contains("whsec_"));
+        }
+    }
+}
+
+#[test]
+fn unknown_key_lists_the_expected_keys_with_line_and_column() {
+    let text = BASE.replace("[upstream]", "[upstream]\ntimeuot = \"5s\"");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "upstream.timeuot");
+    assert!(e.message.contains("unknown field `timeuot`"), "{e}");
+    for expected in ["`url`", "`timeout`", "`ca_file`", "`forwarded_headers`"] {
+        assert!(e.message.contains(expected), "{expected}: {e}");
+    }
+    // toml's own position: the key is on line 5 of BASE (which opens with a newline).
+    assert!(e.message.contains("line 5, column 1"), "{e}");
+}
+
+#[test]
+fn unknown_route_key_lists_common_and_generic_keys() {
+    let text = format!("{BASE}tolerence = \"5m\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].tolerence");
+    for expected in ["`tolerance`", "`public_url`", "`header`", "`key_encoding`"] {
+        assert!(e.message.contains(expected), "{expected}: {e}");
+    }
+    assert!(e.message.contains("line 10, column 1"), "{e}");
+}
+
+#[test]
+fn bad_enum_value_lists_the_allowed_values() {
+    let cases = [
+        (
+            "[replay]\non_store_error = \"alow\"\n",
+            "replay.on_store_error",
+            &["`reject`", "`allow`"][..],
+        ),
+        (
+            "[replay]\nstore = \"memcached\"\n",
+            "replay.store",
+            &["`memory`", "`redis`"],
+        ),
+    ];
+    for (extra, field, allowed) in cases {
+        let e = parse_with(&format!("{BASE}{extra}"), &[("LEVERS", "x")]).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.message.contains("line 11"), "{e}");
+        for value in allowed {
+            assert!(e.message.contains(value), "{value}: {e}");
+        }
+    }
+    let text = format!("{BASE}mode = \"shdow\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].mode");
+    assert!(
+        e.message.contains("`enforce`") && e.message.contains("`shadow`"),
+        "{e}"
+    );
+    let text = format!("{BASE}methods = [\"POST\", \"FETCH\"]\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].methods[1]");
+    assert!(e.message.contains("`PUT`"), "{e}");
+}
+
+#[test]
+fn generic_scheme_errors_name_the_route_key() {
+    let hmac = BASE.replace("\"svix\"", "\"hmac\"");
+    let e = parse_with(
+        &format!("{hmac}header = \"x\"\nalgorithm = \"md5\"\n"),
+        &[("LEVERS", "x")],
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "routes[0].algorithm");
+    assert!(e.message.contains("`sha512`"), "{e}");
+    let e = parse_with(
+        &format!("{hmac}header = \"x\"\nheadr = \"y\"\n"),
+        &[("LEVERS", "x")],
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "routes[0].headr");
+    let e = parse_with(&format!("{BASE}header = \"x\"\n"), &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].header");
+    assert!(e.message.contains("provider = \"hmac\""), "{e}");
+    let e = parse_with(&BASE.replace("\"svix\"", "\"svx\""), &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].provider");
+}
+
+#[test]
+fn the_route_scheme_is_resolved_at_load() {
+    let c = parse_with(BASE, &[("LEVERS", "whsec_abc")]).unwrap();
+    assert_eq!(
+        c.routes[0].scheme,
+        crate::verify::providers::builtin("svix").unwrap()
+    );
+    let hmac = BASE.replace("\"svix\"", "\"hmac\"");
+    let c = parse_with(
+        &format!("{hmac}header = \"x-sig\"\nmethods = [\"post\", \"PUT\"]\nmode = \"shadow\"\n"),
+        &[("LEVERS", "k")],
+    )
+    .unwrap();
+    let route = &c.routes[0];
+    assert_eq!(route.provider, "hmac");
+    assert_eq!(route.scheme.signature_header, "x-sig");
+    assert_eq!(route.methods, vec![Method::POST, Method::PUT]);
+    assert_eq!(route.mode, Mode::Shadow);
+}
+
+#[test]
+fn syntax_errors_keep_line_and_column() {
+    let e = parse_with("[listen\naddr = 1", &[]).unwrap_err();
+    assert_eq!(e.field, "(syntax)");
+    assert!(e.message.contains("line 1, column"), "{e}");
+}
+
+#[test]
+fn sizes_and_counts_name_the_field() {
+    for (extra, field) in [
+        ("[limits]\nmax_body = \"12 parsecs\"\n", "limits.max_body"),
+        ("[limits]\nmax_body = 0\n", "limits.max_body"),
+        ("[limits]\nmax_inflight = 0\n", "limits.max_inflight"),
+        ("[limits]\nbody_timeout = \"0s\"\n", "limits.body_timeout"),
+        ("[replay]\nttl = \"500000000000years\"\n", "replay.ttl"),
+    ] {
+        let e = parse_with(&format!("{BASE}{extra}"), &[("LEVERS", "x")]).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+    }
+    let c = parse_with(
+        &format!("{BASE}[limits]\nmax_body = \"100kB\"\nmax_header_bytes = 16384\n"),
+        &[("LEVERS", "x")],
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_body, 100_000);
+    assert_eq!(c.limits.max_header_bytes, 16384);
+}
+
+#[test]
+fn a_parse_error_does_not_quote_the_line_it_is_on() {
+    let text = format!("{BASE}[replay]\nredis_ulr = \"redis://:s3cret@cache:6379/0\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "replay.redis_ulr");
+    assert!(e.message.contains("line 11, column 1"), "{e}");
+    assert!(e.message.contains("`redis_url`"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
