@@ -15,6 +15,9 @@
 #          then hold 80% of it for SECS seconds (paced by soak.lua), sampling hookgate's RSS
 #          every second; fails on any error or if RSS over the last half strays more than 10%
 #          from its mean.
+#          --floor: also run examples/floor.rs (hyper + tokio in hookgate's process shape,
+#          forwarding with no verification, store, limits, metrics or log) as a target:
+#          what hyper itself costs here, the floor under hookgate.
 #          --before BIN: also run another hookgate binary (e.g. the previous commit's) as a
 #          fourth target, "before", in the same alternation: before/after in one run.
 # HOOKGATE_BIN=path runs that hookgate binary instead of building target/release/hookgate.
@@ -28,7 +31,7 @@ HERE=benches/load
 OUT=$HERE/out
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE=""
+STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -43,7 +46,8 @@ while [ $# -gt 0 ]; do
     --id-rate) ID_RATE=$2; shift ;;
     --soak) SOAK=$2; shift ;;
     --before) BEFORE=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --floor) FLOOR=1 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -73,6 +77,9 @@ else
   echo "== building hookgate (release)"
   timeout 1800 cargo build --release --locked --bin hookgate
   HOOKGATE=$PWD/target/release/hookgate
+fi
+if [ "$FLOOR" = 1 ]; then
+  timeout 1800 cargo build --release --locked --example floor
 fi
 if [ -n "$BEFORE" ]; then
   BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
@@ -114,7 +121,7 @@ wait_port() { # wait_port PORT NAME PID: up to 30 s for a listener, failing earl
   return 1
 }
 
-read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT <<<"$(free_ports 8)"
+read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT <<<"$(free_ports 9)"
 
 # ---- the upstream: nginx answering 200 to everything, body discarded ----
 # keepalive_requests is raised everywhere so neither proxy pays reconnects the other does not.
@@ -297,6 +304,14 @@ if [ -n "$BEFORE" ]; then
   wait_port "$BF_ADMIN_PORT" "hookgate (before) admin" "$BF_PID"
 fi
 
+if [ "$FLOOR" = 1 ]; then
+  target/release/examples/floor "127.0.0.1:$FL_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    2>"$OUT/floor.log" &
+  FL_PID=$!
+  PIDS+=("$FL_PID")
+  wait_port "$FL_PORT" floor "$FL_PID"
+fi
+
 # Each target: its URL, the process whose CPU is counted, and (hookgate only) its admin port.
 declare -A URL PID ADMIN
 URL[hookgate]="http://127.0.0.1:$HG_PORT/webhooks/svix"; PID[hookgate]=$HG_PID; ADMIN[hookgate]=$ADMIN_PORT
@@ -306,6 +321,10 @@ TARGETS="hookgate nginx haproxy"
 if [ -n "$BEFORE" ]; then
   URL[before]="http://127.0.0.1:$BF_PORT/webhooks/svix"; PID[before]=$BF_PID; ADMIN[before]=$BF_ADMIN_PORT
   TARGETS="hookgate before nginx haproxy"
+fi
+if [ "$FLOOR" = 1 ]; then
+  URL[floor]="http://127.0.0.1:$FL_PORT/webhooks/svix"; PID[floor]=$FL_PID
+  TARGETS="$TARGETS floor"
 fi
 
 # hookgate's outcome counters, so each point checks what it did, not only what wrk saw.
@@ -400,7 +419,7 @@ r = json.loads(line[len("RESULT "):])
 errors = (r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"]
           + r["timeouts"])
 notes = []
-if r["ids_wrapped"] and target != "nginx":
+if r["ids_wrapped"] and target not in ("nginx", "floor"):
     # hookgate and HAProxy remember ids; nginx answers a repeated one like any other.
     notes.append(f"ids ran out and repeated ({r['ids_wrapped']} wraps): raise --id-rate")
     errors += r["ids_wrapped"]
