@@ -133,39 +133,44 @@ struct Case {
     expect_forwarded: bool,
 }
 
-fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Vec<Case> {
+/// The cases for one route; an error when the demo cannot sign for it (a
+/// demo bug, reported rather than silently turned into unsigned requests).
+fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Result<Vec<Case>, String> {
     let Some(scheme) = providers::builtin(route.provider) else {
-        return Vec::new();
+        return Err("not a built-in provider".into());
     };
     let has_timestamp = scheme.has_timestamp();
     // A shared token (GitLab) signs nothing: a changed body still carries it.
     let token_only = scheme.algorithm == verify::Algorithm::Token;
     let url = signs_url(route.provider).then(|| public_url(&route.path));
-    let Ok(verifier) = Verifier::new(scheme, &[route.secret.as_bytes()], None) else {
-        return Vec::new();
-    };
+    let verifier = Verifier::new(scheme, &[route.secret.as_bytes()], None)
+        .map_err(|(_, e)| format!("secret {}", e.0))?;
     let id = format!("msg_demo_{n}");
     let now = SystemTime::now();
     // Twilio posts forms and Linear signs a timestamp inside its JSON: each
     // provider gets a body of the shape it really sends.
     let body = providers::example_body(route.provider, now);
     let sign = |body: &[u8], at: SystemTime| {
-        verifier.sign(
-            0,
-            &Message {
-                body,
-                id: &id,
-                timestamp: at,
-                method: &Method::POST,
-                path_and_query: &route.path,
-                public_url: url.as_deref(),
-            },
-        )
+        verifier
+            .try_sign(
+                0,
+                &Message {
+                    body,
+                    id: &id,
+                    timestamp: at,
+                    method: &Method::POST,
+                    path_and_query: &route.path,
+                    public_url: url.as_deref(),
+                },
+            )
+            .map_err(|e| e.to_string())
     };
-    let genuine = sign(&body, now);
+    let genuine = sign(&body, now)?;
     // A forger knows the format but not the secret: it signs with its own.
-    let forged = match Verifier::new(verifier.scheme().clone(), &[forger_secret.as_bytes()], None) {
-        Ok(forger) => forger.sign(
+    let forger = Verifier::new(verifier.scheme().clone(), &[forger_secret.as_bytes()], None)
+        .map_err(|(_, e)| format!("forger secret {}", e.0))?;
+    let forged = forger
+        .try_sign(
             0,
             &Message {
                 body: &body,
@@ -175,9 +180,8 @@ fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Vec<Case> {
                 path_and_query: &route.path,
                 public_url: url.as_deref(),
             },
-        ),
-        Err(_) => Vec::new(),
-    };
+        )
+        .map_err(|e| e.to_string())?;
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
     let mut out = vec![
@@ -217,7 +221,7 @@ fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Vec<Case> {
         let old_body = providers::example_body(route.provider, old);
         out.push(Case {
             name: "stale (1 hour old)",
-            headers: sign(&old_body, old),
+            headers: sign(&old_body, old)?,
             body: old_body,
             expect_status: StatusCode::UNAUTHORIZED,
             expect_forwarded: false,
@@ -230,7 +234,7 @@ fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Vec<Case> {
         expect_status: StatusCode::OK,
         expect_forwarded: false,
     });
-    out
+    Ok(out)
 }
 
 pub async fn run(once: bool) -> ExitCode {
@@ -280,7 +284,15 @@ pub async fn run(once: bool) -> ExitCode {
     );
     println!("{}", "-".repeat(106));
     for (n, route) in routes.iter().enumerate() {
-        for case in cases(route, &forgers[n].secret, n) {
+        let cases = match cases(route, &forgers[n].secret, n) {
+            Ok(cases) => cases,
+            Err(e) => {
+                println!("{:<18} | cannot sign: {e} | UNEXPECTED", route.provider);
+                all_ok = false;
+                continue;
+            }
+        };
+        for case in cases {
             let before = received.load(Ordering::SeqCst);
             let mut req = Request::new(Full::new(Bytes::from(case.body)));
             *req.method_mut() = Method::POST;
@@ -338,7 +350,7 @@ pub async fn run(once: bool) -> ExitCode {
         let body = br#"{"event":"hello from curl"}"#;
         if let Some(scheme) = providers::builtin(route.provider) {
             if let Ok(v) = Verifier::new(scheme, &[route.secret.as_bytes()], None) {
-                let headers = v.sign(
+                let signed = v.try_sign(
                     0,
                     &Message {
                         body,
@@ -349,6 +361,13 @@ pub async fn run(once: bool) -> ExitCode {
                         public_url: None,
                     },
                 );
+                let headers = match signed {
+                    Ok(headers) => headers,
+                    Err(e) => {
+                        eprintln!("hookgate demo: cannot sign the curl example: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let mut line = format!("curl -i http://{}{}", running.addr, route.path);
                 for (k, v) in headers {
                     let _ = write!(line, " -H '{k}: {v}'");

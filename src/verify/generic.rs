@@ -193,6 +193,7 @@ pub fn scheme(table: &toml::Table) -> Result<Scheme, FieldError> {
 
     let scheme = Scheme {
         signature_header,
+        more_signature_headers: Vec::new(),
         format,
         algorithm,
         encoding,

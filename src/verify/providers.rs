@@ -61,6 +61,7 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         // whole `whsec_…` string as bytes (unlike Svix); only `v1` counts.
         "stripe" => Scheme {
             signature_header: HeaderName::from_static("stripe-signature"),
+            more_signature_headers: Vec::new(),
             format: SignatureFormat::Params {
                 separator: ',',
                 key: "v1".into(),
@@ -94,6 +95,7 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         // the whole `pdl_ntfset_…` secret; the SDK's window is 5 s.
         "paddle" => Scheme {
             signature_header: HeaderName::from_static("paddle-signature"),
+            more_signature_headers: Vec::new(),
             format: SignatureFormat::Params {
                 separator: ';',
                 key: "h1".into(),
@@ -178,6 +180,7 @@ fn over_body(
 ) -> Scheme {
     Scheme {
         signature_header: HeaderName::from_static(header),
+        more_signature_headers: Vec::new(),
         format: SignatureFormat::Plain {
             prefix: prefix.into(),
         },
@@ -225,6 +228,7 @@ fn standard_webhooks(prefix: &str) -> Scheme {
     };
     Scheme {
         signature_header: name("signature"),
+        more_signature_headers: Vec::new(),
         format: SignatureFormat::Versioned {
             version: "v1".into(),
             asymmetric: Some("v1a".into()),
