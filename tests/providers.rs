@@ -9,7 +9,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use hookgate::verify::{providers, Algorithm, KeyEncoding, Message, Verifier};
+use hookgate::verify::{providers, Algorithm, Message, Verifier};
 use http::{Method, StatusCode};
 use support::*;
 
@@ -17,17 +17,7 @@ const PUBLIC: &str = "https://hooks.example.com";
 
 /// A secret of the form `provider` hands out (`tag` makes a different one).
 fn secret(provider: &str, tag: &str) -> String {
-    let scheme = providers::builtin(provider).unwrap();
-    match scheme.key_encoding {
-        KeyEncoding::Whsec => {
-            let raw = hmac_sha256(tag.as_bytes(), provider.as_bytes());
-            format!(
-                "whsec_{}",
-                hookgate::verify::encode(hookgate::verify::Encoding::Base64, &raw[..24])
-            )
-        }
-        _ => format!("{provider}-{tag}-secret"),
-    }
+    providers::example_secret(provider, tag.as_bytes()).unwrap()
 }
 
 fn route_toml(provider: &str, extra: &str) -> String {
@@ -579,7 +569,18 @@ fn example_config_has_a_working_route_for_every_provider() {
             let name = rest.split('"').next().unwrap().to_string();
             let value = match name.as_str() {
                 "SVIX_PUBLIC_KEY" => "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=".into(),
-                n if n.starts_with("SVIX") || n.starts_with("STDWH") => SVIX_SECRET.into(),
+                n if ["SVIX", "STDWH", "CLERK", "RESEND", "BREX"]
+                    .iter()
+                    .any(|p| n.starts_with(p)) =>
+                {
+                    SVIX_SECRET.into()
+                }
+                // RFC 8032's first test public key, as Discord shows one (hex).
+                "DISCORD_PUBLIC_KEY" => {
+                    "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into()
+                }
+                // A P-256 public key as SendGrid shows one (base64 DER SPKI).
+                "SENDGRID_VERIFICATION_KEY" => "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEvAIf1iPrD7PdBhonn+t6PnJlnDsvvafDL81OxrgYTgqqMBpImn0ojGWIIOEWQJDhW6Ixww9sw5t/hp5WiVTJ5A==".into(),
                 n => format!("{n}-value"),
             };
             (name, value)

@@ -43,12 +43,7 @@ fn a_body_in_blocks_verifies_as_the_same_body_whole() {
     let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     for name in providers::NAMES {
         let scheme = providers::builtin(name).unwrap();
-        let v = Verifier::new(
-            scheme,
-            &[secret_for(&providers::builtin(name).unwrap())],
-            None,
-        )
-        .unwrap();
+        let v = Verifier::new(scheme, &[&secret_for(name)], None).unwrap();
         let msg = Message {
             body,
             id: "msg_1",
@@ -164,12 +159,11 @@ fn with_url<'a>(i: Input<'a>, url: Option<&'a str>) -> Input<'a> {
     }
 }
 
-fn secret_for(scheme: &Scheme) -> &'static [u8] {
-    if scheme.key_encoding == KeyEncoding::Whsec {
-        b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    } else {
-        b"a-shared-secret"
-    }
+/// A secret that can sign for `name`.
+fn secret_for(name: &str) -> Vec<u8> {
+    providers::example_secret(name, b"unit tests")
+        .unwrap()
+        .into_bytes()
 }
 
 #[test]
@@ -177,7 +171,7 @@ fn sign_then_verify_round_trips_for_every_builtin() {
     let now = at(1_700_000_000);
     for name in providers::NAMES {
         let scheme = providers::builtin(name).unwrap();
-        let v = Verifier::new(scheme.clone(), &[secret_for(&scheme)], None).unwrap();
+        let v = Verifier::new(scheme, &[&secret_for(name)], None).unwrap();
         let body = providers::example_body(name, now);
         let url = Some("https://hooks.example.com/hook");
         let m = Message {
