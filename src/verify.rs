@@ -44,6 +44,8 @@ mod signing;
 mod twilio;
 
 #[cfg(test)]
+mod capability_tests;
+#[cfg(test)]
 mod tests;
 
 pub use encoding::encode;

@@ -96,7 +96,7 @@ pub(super) fn token_digest(raw: &[u8], format: &SignatureFormat) -> Option<[u8; 
 
 /// Within `tolerance` of `now` in both directions (the boundary is accepted),
 /// in whole units as the providers' own libraries compare. Epoch numbers are
-/// digits only; RFC 3339 text is UTC (`Z`), its fraction dropped.
+/// digits only; RFC 3339 text is UTC (`Z` or `+00:00`), its fraction dropped.
 pub(super) fn check_timestamp(
     text: &[u8],
     unit: TimestampUnit,
@@ -131,8 +131,9 @@ fn epoch_number(text: &[u8]) -> Result<u64, Rejection> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` as whole seconds since the epoch. Strict:
-/// upper-case `T` and `Z`, no offset other than `Z`, at most 9 fraction
-/// digits, a real calendar date, nothing before 1970.
+/// upper-case `T` and `Z`, no offset other than `Z` or `+00:00` (humantime's
+/// RFC 3339 parser), at most 9 fraction digits, a real calendar date, nothing
+/// before 1970.
 pub(super) fn rfc3339_secs(text: &[u8]) -> Result<u64, Rejection> {
     // The longest accepted form is 20 characters plus '.' and 9 digits.
     if text.len() < 20 || text.len() > 30 || text.get(10) != Some(&b'T') {

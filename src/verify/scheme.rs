@@ -81,7 +81,7 @@ pub enum TimestampSource {
 pub enum TimestampUnit {
     Seconds,
     Millis,
-    /// RFC 3339 text in UTC (`2019-11-16T10:11:12.634234626Z`): compared in
+    /// RFC 3339 text in UTC (`2019-11-16T10:11:12.634234626Z`, or `+00:00`): compared in
     /// whole seconds, the fraction dropped. Twitch, Zendesk.
     Rfc3339,
 }
