@@ -729,10 +729,11 @@ pub fn secret_from_spec(spec: &str, field: &str, env: &Env) -> Result<Secret, Co
 }
 
 /// Providers whose secrets legitimately start with `whsec_`: Svix and
-/// Standard Webhooks (base64 key), Stripe (the whole string is the key).
+/// Standard Webhooks and the Svix senders under their own names (base64
+/// key), Stripe (the whole string is the key).
 fn takes_whsec(provider: &str, rest: &toml::Table) -> bool {
     match provider {
-        "svix" | "standard-webhooks" | "stripe" => true,
+        "svix" | "standard-webhooks" | "clerk" | "resend" | "brex" | "stripe" => true,
         "hmac" => rest.get("key_encoding").and_then(toml::Value::as_str) == Some("whsec"),
         _ => false,
     }
