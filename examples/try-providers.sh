@@ -28,7 +28,7 @@ export DOCUSIGN_HMAC_KEY=docusign-key XERO_WEBHOOK_KEY=xero-key DROPBOX_APP_SECR
 export NOTION_VERIFICATION_TOKEN=secret_notion COINBASE_COMMERCE_SHARED_SECRET=cc-secret
 export SEGMENT_SHARED_SECRET=segment-secret CALENDLY_SIGNING_KEY=calendly-key MUX_WEBHOOK_SECRET=mux-secret
 export WORKOS_WEBHOOK_SECRET=workos-secret HUBSPOT_CLIENT_SECRET=hubspot-secret
-export TWITCH_EVENTSUB_SECRET=twitch-secret ZENDESK_WEBHOOK_SECRET=zendesk-secret
+export TWITCH_EVENTSUB_SECRET=twitch-secret ZENDESK_WEBHOOK_SECRET=zendesk-secret MAILGUN_SIGNING_KEY=mailgun-key
 # Discord and SendGrid: the route holds the public key; signing needs the private one.
 export DISCORD_PUBLIC_KEY=d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a
 DISCORD_SIGNING_KEY=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60$DISCORD_PUBLIC_KEY
@@ -71,6 +71,8 @@ try twilio 'AccountSid=AC0123&Body=hello+from+hookgate&From=%2B15005550006'
 try svix "$json" --secret "$SVIX_SIGNING_KEY"
 try discord "$json" --secret "$DISCORD_SIGNING_KEY"
 try sendgrid "$json" --secret "$SENDGRID_SIGNING_KEY"
+# Mailgun signs inside the body: `sign --curl` sends the event wrapped with its signature.
+try mailgun "$json"
 
 # And a forgery for contrast: the same body signed with the wrong secret.
 cmd=$(printf '%s' "$json" | "$HOOKGATE" sign --provider github --secret wrong \

@@ -123,14 +123,21 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
         path_and_query: &path_and_query,
         public_url: public_url.as_deref(),
     };
-    let headers = verifier.try_sign(key_index, &msg).map_err(|e| {
+    let signed = verifier.sign_message(key_index, &msg).map_err(|e| {
         eprintln!("hookgate sign: {e}");
         ExitCode::FAILURE
     })?;
+    let (headers, body) = (&signed.headers, signed.body.as_slice());
 
     let mut out = String::new();
     if !args.curl {
-        for (k, v) in &headers {
+        // Mailgun carries its signature in the body: print the body to send.
+        if verifier.scheme().carried_in_body() {
+            out.push_str(&String::from_utf8_lossy(body));
+            out.push('\n');
+            return Ok(out);
+        }
+        for (k, v) in headers {
             let _ = writeln!(out, "{}: {v}", canonical(k.as_str()));
         }
         return Ok(out);
@@ -144,7 +151,7 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
         printf(body),
         quote(&url)
     );
-    for (k, v) in &headers {
+    for (k, v) in headers {
         let _ = write!(
             out,
             " \\\n  -H {}",

@@ -55,7 +55,7 @@ pub use scheme::{
     Algorithm, Encoding, IdSpec, KeyEncoding, Part, Scheme, SignatureFormat, TimestampSource,
     TimestampSpec, TimestampUnit,
 };
-pub use signing::{Message, SignError};
+pub use signing::{Message, SignError, Signed};
 
 /// Why a request failed verification. Fixed, HTTP-free; `proxy.rs` maps it to a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,7 +31,7 @@ fn vectors() -> Vec<Value> {
 /// Built-ins that are not an HMAC over a template, or that read what the
 /// generic scheme cannot express (RFC 3339 timestamps, numbered headers).
 const NOT_GENERIC: &[&str] = &[
-    "twilio", "gitlab", "twitch", "zendesk", "discord", "sendgrid", "docusign",
+    "twilio", "gitlab", "twitch", "zendesk", "discord", "sendgrid", "docusign", "mailgun",
 ];
 
 const SVIX_GENERIC: &str = r#"header = "svix-signature"
@@ -408,7 +408,8 @@ fn generic_forms_are_the_builtin_schemes() {
 
 /// A valid vector's timestamp in milliseconds: from a `…timestamp` header
 /// (epoch seconds or milliseconds as the vector's clock is, or RFC 3339), a
-/// `t=`/`ts=` pair, or Linear's `webhookTimestamp` in the body.
+/// `t=`/`ts=` pair, Linear's `webhookTimestamp` or Mailgun's `signature.timestamp`
+/// in the body.
 fn timestamp_ms(v: &Value) -> u64 {
     let scale = if v["now_ms"].is_u64() { 1 } else { 1000 };
     let number = |t: &str| t.parse::<u64>().ok().map(|n| n * scale);
@@ -431,7 +432,10 @@ fn timestamp_ms(v: &Value) -> u64 {
         })
         .or_else(|| {
             let body: Value = serde_json::from_str(v["body"].as_str()?).ok()?;
-            body["webhookTimestamp"].as_u64()
+            let mailgun = body["signature"]["timestamp"].as_str();
+            body["webhookTimestamp"]
+                .as_u64()
+                .or_else(|| mailgun?.parse::<u64>().ok().map(|n| n * 1000))
         })
         .unwrap_or_else(|| panic!("{}: no timestamp found", v["id"]))
 }

@@ -399,3 +399,100 @@ fn docusign_any_numbered_signature_may_match() {
         Rejection::MissingSignature
     );
 }
+
+fn mailgun_body(v: &Verifier, token: &str, when: u64, event: &[u8]) -> Vec<u8> {
+    v.sign_message(
+        0,
+        &Message {
+            body: event,
+            id: token,
+            timestamp: at(when),
+            method: &Method::POST,
+            path_and_query: "/hook",
+            public_url: None,
+        },
+    )
+    .unwrap()
+    .body
+}
+
+#[test]
+fn mailgun_signature_in_the_body_verifies_its_token_and_timestamp() {
+    let v = signer("mailgun");
+    let none = HeaderMap::new();
+    let body = mailgun_body(&v, "tok_1", T, BODY);
+    let text = String::from_utf8(body.clone()).unwrap();
+    assert!(
+        text.starts_with(r#"{"signature":{"timestamp":"1700000000","token":"tok_1","signature":""#)
+    );
+    assert!(text.ends_with(r#","event-data":{"event":"hello"}}"#));
+    let ok = check(&v, &none, &body, T).unwrap();
+    assert_eq!(ok.message_id(), Some("tok_1"));
+    // The token is signed and unique: the replay key, whatever the event says.
+    let other_event = text.replace("hello", "Hello");
+    let same = check(&v, &none, other_event.as_bytes(), T).unwrap();
+    assert_eq!(same.replay_id(), ok.replay_id(), "the event is not signed");
+    // Token and timestamp are signed; the window applies.
+    let sig = text.split(r#""signature":""#).nth(1).unwrap();
+    let sig = &sig[..64];
+    let forged_token = text.replace("tok_1", "tok_2");
+    assert_eq!(
+        check(&v, &none, forged_token.as_bytes(), T).unwrap_err(),
+        Rejection::InvalidSignature
+    );
+    assert_eq!(
+        check(&v, &none, &body, T + 301).unwrap_err(),
+        Rejection::StaleTimestamp
+    );
+    let wrong_key = verifier("mailgun", "another-signing-key");
+    assert_eq!(
+        check(&wrong_key, &none, &body, T).unwrap_err(),
+        Rejection::InvalidSignature
+    );
+    let bad_hex = text.replace(sig, &"zz".repeat(32));
+    assert_eq!(
+        check(&v, &none, bad_hex.as_bytes(), T).unwrap_err(),
+        Rejection::InvalidSignature
+    );
+}
+
+#[test]
+fn mailgun_body_without_a_well_formed_signature_object_is_unsigned() {
+    let v = signer("mailgun");
+    let none = HeaderMap::new();
+    for body in [
+        &b"not json"[..],
+        b"[]",
+        br#"{"event-data":{}}"#,
+        br#"{"signature":"abc"}"#,
+        br#"{"signature":{"timestamp":"1700000000","token":"t"}}"#,
+        br#"{"signature":{"timestamp":1700000000,"token":"t","signature":"00"}}"#,
+        br#"{"signature":{"timestamp":"","token":"t","signature":"00"}}"#,
+    ] {
+        assert_eq!(
+            check(&v, &none, body, T).unwrap_err(),
+            Rejection::MissingSignature,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // A header named like a signature is not where Mailgun puts it.
+    let h = set(&none, "x-mailgun-signature", "00");
+    assert_eq!(
+        check(&v, &h, BODY, T).unwrap_err(),
+        Rejection::MissingSignature
+    );
+    assert!(v
+        .try_sign(
+            0,
+            &Message {
+                body: BODY,
+                id: "t",
+                timestamp: at(T),
+                method: &Method::POST,
+                path_and_query: "/",
+                public_url: None,
+            }
+        )
+        .is_err());
+}

@@ -14,8 +14,8 @@ use super::parse::{announced_algorithm, check_timestamp, header, param, printabl
 use super::scheme::TWILIO_SETTINGS;
 use super::twilio::{form_params, port_variants, signed_url};
 use super::{
-    json, Algorithm, Part, Rejection, Scheme, TimestampSource, TimestampSpec, TimestampUnit,
-    Verified,
+    json, Algorithm, Part, Rejection, Scheme, SignatureFormat, TimestampSource, TimestampSpec,
+    TimestampUnit, Verified,
 };
 
 /// A request body as received: one slice, or the blocks it was read into.
@@ -137,13 +137,20 @@ impl Verifier {
     /// Verifies `input` at time `now`.
     pub fn verify(&self, input: &Input<'_>, now: SystemTime) -> Result<Verified, Rejection> {
         let scheme = &self.scheme;
-        let raws = self.signature_values(input.headers)?;
-        let id = match &scheme.id {
-            Some(spec) if spec.signed => {
-                Some(header(input.headers, &spec.header).ok_or(Rejection::MissingSignature)?)
+        // Mailgun's signature is inside the body, which must be parsed to find it.
+        let carried = match &scheme.format {
+            SignatureFormat::JsonBody { object } => {
+                Some(json::carried(&input.body.contiguous(), object)?)
             }
-            Some(spec) => header(input.headers, &spec.header),
-            None => None,
+            _ => None,
+        };
+        let raws = match &carried {
+            Some(c) => vec![c.signature.as_bytes()],
+            None => self.signature_values(input.headers)?,
+        };
+        let id = match &carried {
+            Some(c) => Some(c.token.as_bytes()),
+            None => self.read_id(input.headers)?,
         };
         // A timestamp inside the body is read after the MAC check (unless the
         // template itself uses it): unauthenticated JSON is never parsed.
@@ -159,10 +166,11 @@ impl Verifier {
             None => &[],
             Some(_) if json_after_mac.is_some() => &[],
             Some(spec) => {
-                let text = match &spec.source {
-                    TimestampSource::Header(name) => header(input.headers, name),
-                    TimestampSource::Param(key) => param(raws[0], &scheme.format, key),
-                    TimestampSource::JsonBody(field) => {
+                let text = match (&spec.source, &carried) {
+                    (TimestampSource::Param(_), Some(c)) => Some(c.timestamp.as_bytes()),
+                    (TimestampSource::Param(key), None) => param(raws[0], &scheme.format, key),
+                    (TimestampSource::Header(name), _) => header(input.headers, name),
+                    (TimestampSource::JsonBody(field), _) => {
                         json_ts = json::json_timestamp(&input.body.contiguous(), field)?;
                         Some(json_ts.as_bytes())
                     }
@@ -172,17 +180,7 @@ impl Verifier {
                 text
             }
         };
-        let url = scheme.signs_url().then(|| signed_url(input));
-        let urls: Vec<String> = match &url {
-            Some(u) if scheme.signed.contains(&Part::UrlAnyPort) => port_variants(u),
-            Some(u) => vec![u.clone()],
-            None => vec![String::new()],
-        };
-        let form = if scheme.signed.contains(&Part::FormParams) {
-            form_params(url.as_deref().unwrap_or(""), &input.body.contiguous())?
-        } else {
-            Vec::new()
-        };
+        let (urls, form) = self.urls_and_form(input)?;
         let fields = Fields {
             id: id.unwrap_or(&[]),
             timestamp,
@@ -196,12 +194,41 @@ impl Verifier {
             let text = json::json_timestamp(&input.body.contiguous(), field)?;
             check_timestamp(text.as_bytes(), unit, self.tolerance, now)?;
         }
-        let signed_id = scheme.id.as_ref().is_some_and(|s| s.signed);
+        let signed_id = carried.is_some() || scheme.id.as_ref().is_some_and(|s| s.signed);
         Ok(Verified {
             secret_index,
             message_id: id.map(printable_id),
             replay_id: replay_id(id.filter(|_| signed_id), &tag),
         })
+    }
+
+    /// The id header: required when the scheme signs it, optional otherwise.
+    fn read_id<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h [u8]>, Rejection> {
+        Ok(match &self.scheme.id {
+            Some(spec) if spec.signed => {
+                Some(header(headers, &spec.header).ok_or(Rejection::MissingSignature)?)
+            }
+            Some(spec) => header(headers, &spec.header),
+            None => None,
+        })
+    }
+
+    /// The URLs to try (one, or Twilio's port variants; one empty string when
+    /// the URL is not signed) and Twilio's signed form parameters.
+    fn urls_and_form(&self, input: &Input<'_>) -> Result<(Vec<String>, Vec<u8>), Rejection> {
+        let scheme = &self.scheme;
+        let url = scheme.signs_url().then(|| signed_url(input));
+        let urls: Vec<String> = match &url {
+            Some(u) if scheme.signed.contains(&Part::UrlAnyPort) => port_variants(u),
+            Some(u) => vec![u.clone()],
+            None => vec![String::new()],
+        };
+        let form = if scheme.signed.contains(&Part::FormParams) {
+            form_params(url.as_deref().unwrap_or(""), &input.body.contiguous())?
+        } else {
+            Vec::new()
+        };
+        Ok((urls, form))
     }
 
     /// The signature header's value, then those of the scheme's further

@@ -43,6 +43,8 @@ pub(super) fn candidates(
             .and_then(decode_one)
             .into_iter()
             .collect(),
+        SignatureFormat::JsonBody { .. } if asymmetric => Vec::new(),
+        SignatureFormat::JsonBody { .. } => decode_one(raw).into_iter().collect(),
         SignatureFormat::Versioned {
             version,
             asymmetric: asym,
@@ -88,7 +90,9 @@ pub(super) fn strip_prefix<'r>(raw: &'r [u8], prefix: &str) -> Option<&'r [u8]> 
 pub(super) fn token_digest(raw: &[u8], format: &SignatureFormat) -> Option<[u8; 32]> {
     let rest = match format {
         SignatureFormat::Plain { prefix } => strip_prefix(raw, prefix)?,
-        SignatureFormat::Versioned { .. } | SignatureFormat::Params { .. } => raw,
+        SignatureFormat::Versioned { .. }
+        | SignatureFormat::Params { .. }
+        | SignatureFormat::JsonBody { .. } => raw,
     };
     let rest = rest.trim_ascii();
     (!rest.is_empty()).then(|| Sha256::digest(rest).into())

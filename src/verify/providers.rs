@@ -59,6 +59,7 @@ pub const NAMES: &[&str] = &[
     "zendesk",
     "discord",
     "sendgrid",
+    "mailgun",
 ];
 
 /// The scheme of a built-in provider, or `None` for an unknown name.

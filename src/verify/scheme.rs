@@ -65,12 +65,19 @@ pub enum SignatureFormat {
     /// `key=value` pairs split by `separator` (Stripe `t=…,v1=…`, Paddle `ts=…;h1=…`):
     /// every pair named `key` is a candidate.
     Params { separator: char, key: String },
+    /// Mailgun: no header; the JSON body's member `object` holds the string
+    /// fields `signature` (the candidate), `token` (what `{id}` stands for: a
+    /// signed, per-delivery id) and `timestamp` (`TimestampSource::Param`).
+    /// The body is parsed before the check to find them, and is not signed
+    /// itself; `signature_header` is not read.
+    JsonBody { object: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimestampSource {
     Header(HeaderName),
-    /// A pair inside the signature header (`t` for Stripe, `ts` for Paddle).
+    /// A pair inside the signature header (`t` for Stripe, `ts` for Paddle),
+    /// or a field of the body's signature object (`SignatureFormat::JsonBody`).
     Param(String),
     /// A top-level integer field of the JSON body (Linear `webhookTimestamp`):
     /// signed because the body is.
@@ -143,7 +150,7 @@ impl Scheme {
     pub fn validate(&self) -> Result<(), String> {
         for part in &self.signed {
             match part {
-                Part::Id if self.id.is_none() => {
+                Part::Id if self.id.is_none() && !self.carried_in_body() => {
                     return Err("the signed template uses {id} but no id header is set".into())
                 }
                 Part::Timestamp if self.timestamp.is_none() => {
@@ -176,7 +183,10 @@ impl Scheme {
                     );
                 }
                 TimestampSource::Param(_)
-                    if !matches!(self.format, SignatureFormat::Params { .. }) =>
+                    if !matches!(
+                        self.format,
+                        SignatureFormat::Params { .. } | SignatureFormat::JsonBody { .. }
+                    ) =>
                 {
                     return Err("a timestamp parameter needs a key=value signature format".into());
                 }
@@ -189,10 +199,27 @@ impl Scheme {
                 _ => {}
             }
         }
-        if !self.signed.contains(&Part::Body) && !self.signed.contains(&Part::FormParams) {
+        if self.carried_in_body() {
+            if self.signed != [Part::Timestamp, Part::Id] || self.id.is_some() {
+                return Err("a signature in the body signs {timestamp}{id} (the token)".into());
+            }
+            return Ok(());
+        }
+        if !self.signs_body() {
             return Err("the signed template must include {body}".into());
         }
         Ok(())
+    }
+
+    /// Whether the signature travels inside the body (Mailgun) instead of a header.
+    pub fn carried_in_body(&self) -> bool {
+        matches!(self.format, SignatureFormat::JsonBody { .. })
+    }
+
+    /// Whether the body is signed (directly, or as Twilio's form): GitLab's
+    /// token and Mailgun's signature leave it unprotected.
+    pub fn signs_body(&self) -> bool {
+        self.signed.contains(&Part::Body) || self.signed.contains(&Part::FormParams)
     }
 
     /// The request headers verification reads (signature, id, timestamp):
@@ -204,7 +231,9 @@ impl Scheme {
             Some(TimestampSource::Param(_) | TimestampSource::JsonBody(_)) | None => None,
         };
         let settings = (self.algorithm == Algorithm::TwilioAnnounced).then_some(&TWILIO_SETTINGS);
-        std::iter::once(&self.signature_header)
+        let signature = (!self.carried_in_body()).then_some(&self.signature_header);
+        signature
+            .into_iter()
             .chain(&self.more_signature_headers)
             .chain(settings)
             .chain(id)

@@ -36,16 +36,39 @@ impl fmt::Display for SignError {
     }
 }
 
+/// A message as its provider sends it: the headers, and the body (the
+/// message's own, or for Mailgun the event wrapped with its signature object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Where Mailgun puts the event next to its `signature` object.
+const MAILGUN_EVENT: &str = "event-data";
+
 impl Verifier {
-    /// The headers a provider would send for `msg`, signed with secret
-    /// `key_index`. Fails for a key that can only verify (a public key), a
-    /// body that lacks what the provider signs inside it, or a position with
-    /// no secret. Twilio's is the Auth Token form (HMAC-SHA1).
+    /// The headers a provider would send for `msg`, for the providers that
+    /// sign in headers (all but Mailgun: see `sign_message`).
     pub fn try_sign(
         &self,
         key_index: usize,
         msg: &Message<'_>,
     ) -> Result<Vec<(HeaderName, String)>, SignError> {
+        if self.scheme.carried_in_body() {
+            return Err(SignError(
+                "this provider carries its signature inside the body: sign_message returns that body"
+                    .into(),
+            ));
+        }
+        Ok(self.sign_message(key_index, msg)?.headers)
+    }
+
+    /// `msg` signed with secret `key_index`, as its provider sends it. Fails
+    /// for a key that can only verify (a public key), a body that lacks what
+    /// the provider signs inside it, or a position with no secret. Twilio's
+    /// is the Auth Token form (HMAC-SHA1).
+    pub fn sign_message(&self, key_index: usize, msg: &Message<'_>) -> Result<Signed, SignError> {
         let scheme = &self.scheme;
         let key = self
             .keys
@@ -97,7 +120,25 @@ impl Verifier {
             form: &form,
         };
         let (sig, version) = self.signature(key, &fields, &url)?;
-        Ok(self.headers(msg.id, ts, &sig, version.as_deref()))
+        if let SignatureFormat::JsonBody { object } = &scheme.format {
+            if msg.id.is_empty() {
+                return Err(SignError("this provider signs a token: give an id".into()));
+            }
+            let carried = json::Carried {
+                signature: sig,
+                token: msg.id.to_string(),
+                timestamp: ts.unwrap_or_default(),
+            };
+            let body = json::wrap(object, &carried, MAILGUN_EVENT, msg.body).map_err(SignError)?;
+            return Ok(Signed {
+                headers: Vec::new(),
+                body,
+            });
+        }
+        Ok(Signed {
+            headers: self.headers(msg.id, ts, &sig, version.as_deref()),
+            body: msg.body.to_vec(),
+        })
     }
 
     /// The encoded signature, and for a Svix `v1a` entry its version.
@@ -140,9 +181,9 @@ impl Verifier {
                     SignatureFormat::Versioned { asymmetric, .. } => {
                         (encode(Encoding::Base64, &sig), asymmetric.clone())
                     }
-                    SignatureFormat::Plain { .. } | SignatureFormat::Params { .. } => {
-                        (encode(scheme.encoding, &sig), None)
-                    }
+                    SignatureFormat::Plain { .. }
+                    | SignatureFormat::Params { .. }
+                    | SignatureFormat::JsonBody { .. } => (encode(scheme.encoding, &sig), None),
                 }
             }
             Key::P256 { signing, .. } => {
@@ -179,6 +220,8 @@ impl Verifier {
                 (Some(tk), Some(ts)) => format!("{tk}={ts}{separator}{key}={sig}"),
                 _ => format!("{key}={sig}"),
             },
+            // Written into the body by `sign_message`, never into a header.
+            SignatureFormat::JsonBody { .. } => sig.to_string(),
         };
         let mut headers = Vec::new();
         if let Some(spec) = &scheme.id {

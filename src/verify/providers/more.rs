@@ -6,7 +6,10 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::{over_body, t_v1, timestamp_header, unsigned_id};
-use crate::verify::{Algorithm, Encoding, IdSpec, KeyEncoding, Part, Scheme, TimestampUnit};
+use crate::verify::{
+    Algorithm, Encoding, IdSpec, KeyEncoding, Part, Scheme, SignatureFormat, TimestampSource,
+    TimestampSpec, TimestampUnit,
+};
 
 /// How many numbered `X-DocuSign-Signature-N` headers are read: one per
 /// active HMAC key of the Connect configuration (DocuSign sends one for each).
@@ -31,7 +34,7 @@ pub(super) fn builtin(name: &str) -> Option<Scheme> {
         "typeform" => over_body("typeform-signature", "sha256=", Sha256, Base64),
         // PagerDuty: `v1=<hex>[,v1=<hex>]`, one per active secret.
         "pagerduty" => Scheme {
-            format: crate::verify::SignatureFormat::Params {
+            format: SignatureFormat::Params {
                 separator: ',',
                 key: "v1".into(),
             },
@@ -131,6 +134,22 @@ pub(super) fn builtin(name: &str) -> Option<Scheme> {
                 Algorithm::EcdsaP256,
                 Base64,
             )
+        },
+        // Mailgun: hex HMAC-SHA256 of the body's `signature.timestamp` +
+        // `signature.token`, with the HTTP webhook signing key. The token is
+        // a signed per-delivery id; the event itself is not signed.
+        "mailgun" => Scheme {
+            format: SignatureFormat::JsonBody {
+                object: "signature".into(),
+            },
+            signed: vec![Part::Timestamp, Part::Id],
+            timestamp: Some(TimestampSpec {
+                source: TimestampSource::Param("timestamp".into()),
+                unit: TimestampUnit::Seconds,
+            }),
+            default_tolerance: Some(Duration::from_secs(300)),
+            // A name for messages only: no header is read.
+            ..over_body("x-mailgun-signature", "", Sha256, Hex)
         },
         _ => return None,
     })
