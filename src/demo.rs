@@ -24,8 +24,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::{self, Env};
-use crate::server;
-use crate::verify::{providers, Message, Verifier};
+use crate::server::{self, Running};
+use crate::verify::{providers, Message, Signed, Verifier};
 
 /// One demo route: a provider and the secret its route is configured with.
 struct DemoRoute {
@@ -118,33 +118,35 @@ struct Case {
     expect_forwarded: bool,
 }
 
-/// The cases for one route; an error when the demo cannot sign for it (a
-/// demo bug, reported rather than silently turned into unsigned requests).
-fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Result<Vec<Case>, String> {
-    let Some(scheme) = providers::builtin(route.provider) else {
-        return Err("not a built-in provider".into());
-    };
-    let has_timestamp = scheme.has_timestamp();
-    // A shared token (GitLab) signs nothing, and Mailgun signs a token and a
-    // timestamp, not the event: a changed body still carries a valid signature
-    // (for Mailgun, of the same delivery: a duplicate).
-    let unsigned_body = !scheme.signs_body();
-    let same_delivery = scheme.carried_in_body();
-    let url = signs_url(route.provider).then(|| public_url(&route.path));
-    let verifier = Verifier::new(scheme, &[route.secret.as_bytes()], None)
+impl Case {
+    fn new(name: &'static str, signed: Signed, status: StatusCode, forwarded: bool) -> Self {
+        Case {
+            name,
+            headers: signed.headers,
+            body: signed.body,
+            expect_status: status,
+            expect_forwarded: forwarded,
+        }
+    }
+}
+
+/// Signs as `route`'s provider would, with `secret`.
+fn signer<'a>(
+    route: &'a DemoRoute,
+    secret: &str,
+    id: &'a str,
+) -> Result<impl Fn(&[u8], SystemTime) -> Result<Signed, String> + 'a, String> {
+    let scheme = providers::builtin(route.provider).ok_or("not a built-in provider")?;
+    let url = scheme.signs_url().then(|| public_url(&route.path));
+    let verifier = Verifier::new(scheme, &[secret.as_bytes()], None)
         .map_err(|(_, e)| format!("secret {}", e.0))?;
-    let id = format!("msg_demo_{n}");
-    let now = SystemTime::now();
-    // Twilio posts forms and Linear signs a timestamp inside its JSON: each
-    // provider gets a body of the shape it really sends.
-    let body = providers::example_body(route.provider, now);
-    let sign = |body: &[u8], at: SystemTime| {
+    Ok(move |body: &[u8], at: SystemTime| {
         verifier
             .sign_message(
                 0,
                 &Message {
                     body,
-                    id: &id,
+                    id,
                     timestamp: at,
                     method: &Method::POST,
                     path_and_query: &route.path,
@@ -152,76 +154,57 @@ fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Result<Vec<Case>, 
                 },
             )
             .map_err(|e| e.to_string())
-    };
-    let genuine = sign(&body, now)?;
+    })
+}
+
+/// The cases for one route; an error when the demo cannot sign for it (a
+/// demo bug, reported rather than silently turned into unsigned requests).
+fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Result<Vec<Case>, String> {
+    let scheme = providers::builtin(route.provider).ok_or("not a built-in provider")?;
+    // A shared token (GitLab) signs nothing, and Mailgun signs a token and a
+    // timestamp, not the event: a changed body still carries a valid signature
+    // (for Mailgun, of the same delivery: a duplicate).
+    let unsigned_body = !scheme.signs_body();
+    let same_delivery = scheme.carried_in_body();
+    let id = format!("msg_demo_{n}");
+    let sign = signer(route, &route.secret, &id)?;
     // A forger knows the format but not the secret: it signs with its own.
-    let forger = Verifier::new(verifier.scheme().clone(), &[forger_secret.as_bytes()], None)
-        .map_err(|(_, e)| format!("forger secret {}", e.0))?;
-    let forged = forger
-        .sign_message(
-            0,
-            &Message {
-                body: &body,
-                id: &id,
-                timestamp: now,
-                method: &Method::POST,
-                path_and_query: &route.path,
-                public_url: url.as_deref(),
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    let mut tampered = genuine.body.clone();
-    tampered.extend_from_slice(b" ");
+    let forge = signer(route, forger_secret, &id)?;
+    let now = SystemTime::now();
+    // Twilio posts forms and Linear signs a timestamp inside its JSON: each
+    // provider gets a body of the shape it really sends.
+    let body = providers::example_body(route.provider, now);
+    let genuine = sign(&body, now)?;
+    let mut tampered = genuine.clone();
+    tampered.body.extend_from_slice(b" ");
+    let (tampered_name, tampered_status) = if unsigned_body {
+        ("tampered (unsigned)", StatusCode::OK)
+    } else {
+        ("tampered body", StatusCode::UNAUTHORIZED)
+    };
+    let unauthorized = StatusCode::UNAUTHORIZED;
     let mut out = vec![
-        Case {
-            name: "genuine",
-            headers: genuine.headers.clone(),
-            body: genuine.body.clone(),
-            expect_status: StatusCode::OK,
-            expect_forwarded: true,
-        },
-        Case {
-            name: "forged signature",
-            headers: forged.headers,
-            body: forged.body,
-            expect_status: StatusCode::UNAUTHORIZED,
-            expect_forwarded: false,
-        },
-        Case {
-            name: if unsigned_body {
-                "tampered (unsigned)"
-            } else {
-                "tampered body"
-            },
-            headers: genuine.headers.clone(),
-            body: tampered,
-            expect_status: if unsigned_body {
-                StatusCode::OK
-            } else {
-                StatusCode::UNAUTHORIZED
-            },
-            expect_forwarded: unsigned_body && !same_delivery,
-        },
+        Case::new("genuine", genuine.clone(), StatusCode::OK, true),
+        Case::new("forged signature", forge(&body, now)?, unauthorized, false),
+        Case::new(
+            tampered_name,
+            tampered,
+            tampered_status,
+            unsigned_body && !same_delivery,
+        ),
     ];
-    if has_timestamp {
+    if scheme.has_timestamp() {
         // Linear's timestamp is inside the body: an old message is an old body.
         let old = now - Duration::from_secs(3600);
         let stale = sign(&providers::example_body(route.provider, old), old)?;
-        out.push(Case {
-            name: "stale (1 hour old)",
-            headers: stale.headers,
-            body: stale.body,
-            expect_status: StatusCode::UNAUTHORIZED,
-            expect_forwarded: false,
-        });
+        out.push(Case::new("stale (1 hour old)", stale, unauthorized, false));
     }
-    out.push(Case {
-        name: "replay of genuine",
-        headers: genuine.headers,
-        body: genuine.body,
-        expect_status: StatusCode::OK,
-        expect_forwarded: false,
-    });
+    out.push(Case::new(
+        "replay of genuine",
+        genuine,
+        StatusCode::OK,
+        false,
+    ));
     Ok(out)
 }
 
@@ -234,36 +217,73 @@ pub async fn run(once: bool) -> ExitCode {
     let routes = routes(&seed);
     let forgers = self::routes(b"not the configured secret");
     let received = Arc::new(AtomicUsize::new(0));
-    let app = match echo_app(Arc::clone(&received)).await {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("hookgate demo: cannot start the echo app: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = match config::parse(
-        &demo_config(app, &routes),
-        Path::new("(demo)"),
-        &Env::Process,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("hookgate demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let running = match server::start(&config, SystemTime::now).await {
+    let running = match start(&routes, &received).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hookgate demo: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let all_ok = run_cases(running.addr, &routes, &forgers, &received).await;
+    println!();
+    if once {
+        running.shutdown();
+        running.wait().await;
+        return if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match try_it_yourself(running.addr, &routes) {
+        Ok(Some(line)) => println!("Try it yourself (run it twice to see the replay blocked, or change a byte to see a forgery):\n\n  {line}\n"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("hookgate demo: cannot sign the curl example: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "Metrics: curl http://{}/metrics   (Ctrl-C to stop)",
+        running
+            .admin_addr
+            .map_or_else(String::new, |a| a.to_string())
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    running.shutdown();
+    running.wait().await;
+    ExitCode::SUCCESS
+}
+
+/// The echo app, then the real gateway in front of it with one route per provider.
+async fn start(routes: &[DemoRoute], received: &Arc<AtomicUsize>) -> Result<Running, String> {
+    let app = echo_app(Arc::clone(received))
+        .await
+        .map_err(|e| format!("cannot start the echo app: {e}"))?;
+    let config = config::parse(
+        &demo_config(app, routes),
+        Path::new("(demo)"),
+        &Env::Process,
+    )
+    .map_err(|e| e.to_string())?;
+    let running = server::start(&config, SystemTime::now)
+        .await
+        .map_err(|e| e.to_string())?;
     println!(
         "hookgate demo: gateway on http://{} in front of an echo app on http://{app}\n",
         running.addr
     );
+    Ok(running)
+}
 
+/// Sends every case of every route and prints the table; `true` when each
+/// ended as expected.
+async fn run_cases(
+    gateway: SocketAddr,
+    routes: &[DemoRoute],
+    forgers: &[DemoRoute],
+    received: &AtomicUsize,
+) -> bool {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut all_ok = true;
     println!(
@@ -282,29 +302,7 @@ pub async fn run(once: bool) -> ExitCode {
         };
         for case in cases {
             let before = received.load(Ordering::SeqCst);
-            let mut req = Request::new(Full::new(Bytes::from(case.body)));
-            *req.method_mut() = Method::POST;
-            let uri = format!("http://{}{}", running.addr, route.path);
-            let Ok(uri) = uri.parse() else { continue };
-            *req.uri_mut() = uri;
-            for (k, v) in &case.headers {
-                if let Ok(v) = v.parse() {
-                    req.headers_mut().insert(k.clone(), v);
-                }
-            }
-            let (status, said) = match client.request(req).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body = resp
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    (status, String::from_utf8_lossy(&body).into_owned())
-                }
-                Err(e) => (StatusCode::BAD_GATEWAY, format!("request failed: {e}")),
-            };
+            let (status, said) = send(&client, gateway, &route.path, &case).await;
             let forwarded = received.load(Ordering::SeqCst) > before;
             let ok = status == case.expect_status && forwarded == case.expect_forwarded;
             all_ok &= ok;
@@ -323,58 +321,72 @@ pub async fn run(once: bool) -> ExitCode {
             );
         }
     }
-    println!();
-    if once {
-        running.shutdown();
-        running.wait().await;
-        return if all_ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
-    }
+    all_ok
+}
 
-    if let Some(route) = routes.iter().find(|r| r.provider == "levanta") {
-        let body = br#"{"event":"hello from curl"}"#;
-        if let Some(scheme) = providers::builtin(route.provider) {
-            if let Ok(v) = Verifier::new(scheme, &[route.secret.as_bytes()], None) {
-                let signed = v.try_sign(
-                    0,
-                    &Message {
-                        body,
-                        id: "",
-                        timestamp: SystemTime::now(),
-                        method: &Method::POST,
-                        path_and_query: &route.path,
-                        public_url: None,
-                    },
-                );
-                let headers = match signed {
-                    Ok(headers) => headers,
-                    Err(e) => {
-                        eprintln!("hookgate demo: cannot sign the curl example: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                let mut line = format!("curl -i http://{}{}", running.addr, route.path);
-                for (k, v) in headers {
-                    let _ = write!(line, " -H '{k}: {v}'");
-                }
-                let _ = write!(line, " --data-binary '{}'", String::from_utf8_lossy(body));
-                println!("Try it yourself (run it twice to see the replay blocked, or change a byte to see a forgery):\n\n  {line}\n");
-            }
+/// POSTs one case to the gateway: the status and what was answered.
+async fn send(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    gateway: SocketAddr,
+    path: &str,
+    case: &Case,
+) -> (StatusCode, String) {
+    let mut req = Request::new(Full::new(Bytes::from(case.body.clone())));
+    *req.method_mut() = Method::POST;
+    match format!("http://{gateway}{path}").parse() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad uri: {e}")),
+    }
+    for (k, v) in &case.headers {
+        if let Ok(v) = v.parse() {
+            req.headers_mut().insert(k.clone(), v);
         }
     }
-    println!(
-        "Metrics: curl http://{}/metrics   (Ctrl-C to stop)",
-        running
-            .admin_addr
-            .map_or_else(String::new, |a| a.to_string())
-    );
-    let _ = tokio::signal::ctrl_c().await;
-    running.shutdown();
-    running.wait().await;
-    ExitCode::SUCCESS
+    match client.request(req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("request failed: {e}")),
+    }
+}
+
+/// A `curl` line that sends a genuine Levanta webhook to the gateway.
+fn try_it_yourself(gateway: SocketAddr, routes: &[DemoRoute]) -> Result<Option<String>, String> {
+    let Some(route) = routes.iter().find(|r| r.provider == "levanta") else {
+        return Ok(None);
+    };
+    let Some(scheme) = providers::builtin(route.provider) else {
+        return Ok(None);
+    };
+    let v = Verifier::new(scheme, &[route.secret.as_bytes()], None)
+        .map_err(|(_, e)| format!("secret {}", e.0))?;
+    let body = br#"{"event":"hello from curl"}"#;
+    let headers = v
+        .try_sign(
+            0,
+            &Message {
+                body,
+                id: "",
+                timestamp: SystemTime::now(),
+                method: &Method::POST,
+                path_and_query: &route.path,
+                public_url: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let mut line = format!("curl -i http://{gateway}{}", route.path);
+    for (k, v) in headers {
+        let _ = write!(line, " -H '{k}: {v}'");
+    }
+    let _ = write!(line, " --data-binary '{}'", String::from_utf8_lossy(body));
+    Ok(Some(line))
 }
 
 fn short(said: &str) -> String {

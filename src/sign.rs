@@ -16,7 +16,7 @@ use http::Method;
 use crate::config::{self, Env};
 use crate::metrics::Metrics;
 use crate::server;
-use crate::verify::{providers, Message, Verifier};
+use crate::verify::{providers, Message, Signed, Verifier};
 
 /// What `hookgate sign` was asked to do (parsed by `cli.rs`).
 #[derive(clap::Args)]
@@ -127,17 +127,13 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
         eprintln!("hookgate sign: {e}");
         ExitCode::FAILURE
     })?;
-    let (headers, body) = (&signed.headers, signed.body.as_slice());
-
-    let mut out = String::new();
     if !args.curl {
         // Mailgun carries its signature in the body: print the body to send.
         if verifier.scheme().carried_in_body() {
-            out.push_str(&String::from_utf8_lossy(body));
-            out.push('\n');
-            return Ok(out);
+            return Ok(format!("{}\n", String::from_utf8_lossy(&signed.body)));
         }
-        for (k, v) in headers {
+        let mut out = String::new();
+        for (k, v) in &signed.headers {
             let _ = writeln!(out, "{}: {v}", canonical(k.as_str()));
         }
         return Ok(out);
@@ -145,13 +141,14 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
     let Some(url) = url else {
         return Err(usage("--curl needs --url (where to send the request)"));
     };
-    let _ = write!(
-        out,
-        "{} | curl -sS -i -X {method} {}",
-        printf(body),
-        quote(&url)
-    );
-    for (k, v) in headers {
+    Ok(curl(&method, &url, &signed))
+}
+
+/// A shell command that sends exactly `signed` to `url`.
+fn curl(method: &Method, url: &str, signed: &Signed) -> String {
+    let body = signed.body.as_slice();
+    let mut out = format!("{} | curl -sS -i -X {method} {}", printf(body), quote(url));
+    for (k, v) in &signed.headers {
         let _ = write!(
             out,
             " \\\n  -H {}",
@@ -162,7 +159,7 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
         let _ = write!(out, " \\\n  -H {}", quote(&format!("Content-Type: {ct}")));
     }
     out.push_str(" \\\n  --data-binary @-\n");
-    Ok(out)
+    out
 }
 
 /// The verifier to sign with, the key to use, and the route's `public_url`.
