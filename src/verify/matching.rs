@@ -88,10 +88,15 @@ impl Verifier {
         for (i, key) in self.keys.iter().enumerate() {
             let hit = match key {
                 Key::Mac(prepared) => self.mac_match(prepared, offered, fields, urls),
-                Key::Announced(pair) => match offered.announced {
-                    Algorithm::Sha256 => self.mac_match(&pair.sha256, offered, fields, urls),
-                    _ => self.mac_match(&pair.sha1, offered, fields, urls),
-                },
+                Key::Announced(pair) => {
+                    // `announced` is SHA-256 or SHA-1 for Twilio (see `Verifier::announced`).
+                    let mac = if offered.announced == Algorithm::Sha256 {
+                        &pair.sha256
+                    } else {
+                        &pair.sha1
+                    };
+                    self.mac_match(mac, offered, fields, urls)
+                }
                 Key::Token { digest, .. } => token_match(digest, offered, fields),
                 Key::Ed25519 { public, .. } => {
                     let entries = if scheme.algorithm == Algorithm::Ed25519 {
