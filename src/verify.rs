@@ -15,7 +15,9 @@
 //! a timestamp read from the signed JSON body (`TimestampSource::JsonBody`,
 //! Linear) or written in RFC 3339 (Twitch, Zendesk), Twilio's URL + sorted
 //! form parameters (`Part::UrlAnyPort`, `Part::FormParams`) under the
-//! algorithm its settings header announces.
+//! algorithm its settings header announces, and a signature carried inside
+//! the JSON body over its token and timestamp (`SignatureFormat::JsonBody`,
+//! Mailgun).
 //!
 //! Verification reads no clock (`now` is passed in), works over the raw bytes
 //! received, and compares MACs in constant time.
@@ -29,7 +31,7 @@
 //! - `key`       secrets -> keys; `encoding` hex/base64
 //! - `parse`     header values, signature entries, timestamps
 //! - `twilio`    the signed URL, its port variants, sorted form parameters
-//! - `json`      a timestamp inside the JSON body
+//! - `json`      a timestamp or a signature object inside the JSON body
 
 mod encoding;
 mod engine;
