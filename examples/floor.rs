@@ -82,7 +82,11 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<Either<Incoming, Full<Bytes>>>, Infallible> {
     let (mut parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     if let Ok(uri) = format!("http://{upstream}{path}").parse::<Uri>() {
         parts.uri = uri;

@@ -21,11 +21,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
+use crate::app::{self, Running};
 use crate::config::{self, Env};
-use crate::verify::{self, providers, KeyEncoding, Message, Verifier};
+use crate::verify::{providers, Message, Signed, Verifier};
 
 /// One demo route: a provider and the secret its route is configured with.
 struct DemoRoute {
@@ -39,23 +39,9 @@ fn routes(seed: &[u8]) -> Vec<DemoRoute> {
     providers::NAMES
         .iter()
         .map(|&provider| {
-            let raw: [u8; 32] = Sha256::new()
-                .chain_update(seed)
-                .chain_update(provider.as_bytes())
-                .finalize()
-                .into();
-            let scheme = providers::builtin(provider);
-            let secret = match scheme.map(|s| s.key_encoding) {
-                Some(KeyEncoding::Whsec) => {
-                    format!(
-                        "whsec_{}",
-                        verify::encode(verify::Encoding::Base64, &raw[..24])
-                    )
-                }
-                Some(KeyEncoding::Hex) => hex::encode(raw),
-                Some(KeyEncoding::Base64) => verify::encode(verify::Encoding::Base64, &raw),
-                _ => format!("demo-{}", hex::encode(&raw[..16])),
-            };
+            // Every built-in has an example secret; an empty one would fail
+            // the route's own check and show up in the table.
+            let secret = providers::example_secret(provider, seed).unwrap_or_default();
             DemoRoute {
                 provider,
                 path: format!("/webhooks/{provider}"),
@@ -132,104 +118,94 @@ struct Case {
     expect_forwarded: bool,
 }
 
-fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Vec<Case> {
-    let Some(scheme) = providers::builtin(route.provider) else {
-        return Vec::new();
-    };
-    let has_timestamp = scheme.has_timestamp();
-    // A shared token (GitLab) signs nothing: a changed body still carries it.
-    let token_only = scheme.algorithm == verify::Algorithm::Token;
-    let url = signs_url(route.provider).then(|| public_url(&route.path));
-    let Ok(verifier) = Verifier::new(scheme, &[route.secret.as_bytes()], None) else {
-        return Vec::new();
-    };
+impl Case {
+    fn new(name: &'static str, signed: Signed, status: StatusCode, forwarded: bool) -> Self {
+        Case {
+            name,
+            headers: signed.headers,
+            body: signed.body,
+            expect_status: status,
+            expect_forwarded: forwarded,
+        }
+    }
+}
+
+/// Signs as `route`'s provider would, with `secret`.
+fn signer<'a>(
+    route: &'a DemoRoute,
+    secret: &str,
+    id: &'a str,
+) -> Result<impl Fn(&[u8], SystemTime) -> Result<Signed, String> + 'a, String> {
+    let scheme = providers::builtin(route.provider).ok_or("not a built-in provider")?;
+    let url = scheme.signs_url().then(|| public_url(&route.path));
+    let verifier = Verifier::new(scheme, &[secret.as_bytes()], None)
+        .map_err(|(_, e)| format!("secret {}", e.0))?;
+    Ok(move |body: &[u8], at: SystemTime| {
+        verifier
+            .sign_message(
+                0,
+                &Message {
+                    body,
+                    id,
+                    timestamp: at,
+                    method: &Method::POST,
+                    path_and_query: &route.path,
+                    public_url: url.as_deref(),
+                },
+            )
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// The cases for one route; an error when the demo cannot sign for it (a
+/// demo bug, reported rather than silently turned into unsigned requests).
+fn cases(route: &DemoRoute, forger_secret: &str, n: usize) -> Result<Vec<Case>, String> {
+    let scheme = providers::builtin(route.provider).ok_or("not a built-in provider")?;
+    // A shared token (GitLab) signs nothing, and Mailgun signs a token and a
+    // timestamp, not the event: a changed body still carries a valid signature
+    // (for Mailgun, of the same delivery: a duplicate).
+    let unsigned_body = !scheme.signs_body();
+    let same_delivery = scheme.carried_in_body();
     let id = format!("msg_demo_{n}");
+    let sign = signer(route, &route.secret, &id)?;
+    // A forger knows the format but not the secret: it signs with its own.
+    let forge = signer(route, forger_secret, &id)?;
     let now = SystemTime::now();
     // Twilio posts forms and Linear signs a timestamp inside its JSON: each
     // provider gets a body of the shape it really sends.
     let body = providers::example_body(route.provider, now);
-    let sign = |body: &[u8], at: SystemTime| {
-        verifier.sign(
-            0,
-            &Message {
-                body,
-                id: &id,
-                timestamp: at,
-                method: &Method::POST,
-                path_and_query: &route.path,
-                public_url: url.as_deref(),
-            },
-        )
+    let genuine = sign(&body, now)?;
+    let mut tampered = genuine.clone();
+    tampered.body.extend_from_slice(b" ");
+    let (tampered_name, tampered_status) = if unsigned_body {
+        ("tampered (unsigned)", StatusCode::OK)
+    } else {
+        ("tampered body", StatusCode::UNAUTHORIZED)
     };
-    let genuine = sign(&body, now);
-    // A forger knows the format but not the secret: it signs with its own.
-    let forged = match Verifier::new(verifier.scheme().clone(), &[forger_secret.as_bytes()], None) {
-        Ok(forger) => forger.sign(
-            0,
-            &Message {
-                body: &body,
-                id: &id,
-                timestamp: now,
-                method: &Method::POST,
-                path_and_query: &route.path,
-                public_url: url.as_deref(),
-            },
-        ),
-        Err(_) => Vec::new(),
-    };
-    let mut tampered = body.clone();
-    tampered.extend_from_slice(b" ");
+    let unauthorized = StatusCode::UNAUTHORIZED;
     let mut out = vec![
-        Case {
-            name: "genuine",
-            headers: genuine.clone(),
-            body: body.clone(),
-            expect_status: StatusCode::OK,
-            expect_forwarded: true,
-        },
-        Case {
-            name: "forged signature",
-            headers: forged,
-            body: body.clone(),
-            expect_status: StatusCode::UNAUTHORIZED,
-            expect_forwarded: false,
-        },
-        Case {
-            name: if token_only {
-                "tampered (token)"
-            } else {
-                "tampered body"
-            },
-            headers: genuine.clone(),
-            body: tampered,
-            expect_status: if token_only {
-                StatusCode::OK
-            } else {
-                StatusCode::UNAUTHORIZED
-            },
-            expect_forwarded: token_only,
-        },
+        Case::new("genuine", genuine.clone(), StatusCode::OK, true),
+        Case::new("forged signature", forge(&body, now)?, unauthorized, false),
+        Case::new(
+            tampered_name,
+            tampered,
+            tampered_status,
+            unsigned_body && !same_delivery,
+        ),
     ];
-    if has_timestamp {
+    if scheme.has_timestamp() {
         // Linear's timestamp is inside the body: an old message is an old body.
         let old = now - Duration::from_secs(3600);
-        let old_body = providers::example_body(route.provider, old);
-        out.push(Case {
-            name: "stale (1 hour old)",
-            headers: sign(&old_body, old),
-            body: old_body,
-            expect_status: StatusCode::UNAUTHORIZED,
-            expect_forwarded: false,
-        });
+        let stale = sign(&providers::example_body(route.provider, old), old)?;
+        out.push(Case::new("stale (1 hour old)", stale, unauthorized, false));
     }
-    out.push(Case {
-        name: "replay of genuine",
-        headers: genuine,
-        body,
-        expect_status: StatusCode::OK,
-        expect_forwarded: false,
-    });
-    out
+    out.push(Case::new(
+        "replay of genuine",
+        genuine,
+        StatusCode::OK,
+        false,
+    ));
+    Ok(out)
 }
 
 pub async fn run(once: bool) -> ExitCode {
@@ -241,36 +217,73 @@ pub async fn run(once: bool) -> ExitCode {
     let routes = routes(&seed);
     let forgers = self::routes(b"not the configured secret");
     let received = Arc::new(AtomicUsize::new(0));
-    let app = match echo_app(Arc::clone(&received)).await {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("hookgate demo: cannot start the echo app: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = match config::parse(
-        &demo_config(app, &routes),
-        Path::new("(demo)"),
-        &Env::Process,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("hookgate demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let running = match crate::app::start(&config, SystemTime::now).await {
+    let running = match start(&routes, &received).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("hookgate demo: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let all_ok = run_cases(running.addr, &routes, &forgers, &received).await;
+    println!();
+    if once {
+        running.shutdown();
+        running.wait().await;
+        return if all_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    match try_it_yourself(running.addr, &routes) {
+        Ok(Some(line)) => println!("Try it yourself (run it twice to see the replay blocked, or change a byte to see a forgery):\n\n  {line}\n"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("hookgate demo: cannot sign the curl example: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "Metrics: curl http://{}/metrics   (Ctrl-C to stop)",
+        running
+            .admin_addr
+            .map_or_else(String::new, |a| a.to_string())
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    running.shutdown();
+    running.wait().await;
+    ExitCode::SUCCESS
+}
+
+/// The echo app, then the real gateway in front of it with one route per provider.
+async fn start(routes: &[DemoRoute], received: &Arc<AtomicUsize>) -> Result<Running, String> {
+    let app = echo_app(Arc::clone(received))
+        .await
+        .map_err(|e| format!("cannot start the echo app: {e}"))?;
+    let config = config::parse(
+        &demo_config(app, routes),
+        Path::new("(demo)"),
+        &Env::Process,
+    )
+    .map_err(|e| e.to_string())?;
+    let running = app::start(&config, SystemTime::now)
+        .await
+        .map_err(|e| e.to_string())?;
     println!(
         "hookgate demo: gateway on http://{} in front of an echo app on http://{app}\n",
         running.addr
     );
+    Ok(running)
+}
 
+/// Sends every case of every route and prints the table; `true` when each
+/// ended as expected.
+async fn run_cases(
+    gateway: SocketAddr,
+    routes: &[DemoRoute],
+    forgers: &[DemoRoute],
+    received: &AtomicUsize,
+) -> bool {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut all_ok = true;
     println!(
@@ -279,31 +292,17 @@ pub async fn run(once: bool) -> ExitCode {
     );
     println!("{}", "-".repeat(106));
     for (n, route) in routes.iter().enumerate() {
-        for case in cases(route, &forgers[n].secret, n) {
-            let before = received.load(Ordering::SeqCst);
-            let mut req = Request::new(Full::new(Bytes::from(case.body)));
-            *req.method_mut() = Method::POST;
-            let uri = format!("http://{}{}", running.addr, route.path);
-            let Ok(uri) = uri.parse() else { continue };
-            *req.uri_mut() = uri;
-            for (k, v) in &case.headers {
-                if let Ok(v) = v.parse() {
-                    req.headers_mut().insert(k.clone(), v);
-                }
+        let cases = match cases(route, &forgers[n].secret, n) {
+            Ok(cases) => cases,
+            Err(e) => {
+                println!("{:<18} | cannot sign: {e} | UNEXPECTED", route.provider);
+                all_ok = false;
+                continue;
             }
-            let (status, said) = match client.request(req).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let body = resp
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    (status, String::from_utf8_lossy(&body).into_owned())
-                }
-                Err(e) => (StatusCode::BAD_GATEWAY, format!("request failed: {e}")),
-            };
+        };
+        for case in cases {
+            let before = received.load(Ordering::SeqCst);
+            let (status, said) = send(&client, gateway, &route.path, &case).await;
             let forwarded = received.load(Ordering::SeqCst) > before;
             let ok = status == case.expect_status && forwarded == case.expect_forwarded;
             all_ok &= ok;
@@ -322,51 +321,72 @@ pub async fn run(once: bool) -> ExitCode {
             );
         }
     }
-    println!();
-    if once {
-        running.shutdown();
-        running.wait().await;
-        return if all_ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
-    }
+    all_ok
+}
 
-    if let Some(route) = routes.iter().find(|r| r.provider == "levanta") {
-        let body = br#"{"event":"hello from curl"}"#;
-        if let Some(scheme) = providers::builtin(route.provider) {
-            if let Ok(v) = Verifier::new(scheme, &[route.secret.as_bytes()], None) {
-                let headers = v.sign(
-                    0,
-                    &Message {
-                        body,
-                        id: "",
-                        timestamp: SystemTime::now(),
-                        method: &Method::POST,
-                        path_and_query: &route.path,
-                        public_url: None,
-                    },
-                );
-                let mut line = format!("curl -i http://{}{}", running.addr, route.path);
-                for (k, v) in headers {
-                    let _ = write!(line, " -H '{k}: {v}'");
-                }
-                let _ = write!(line, " --data-binary '{}'", String::from_utf8_lossy(body));
-                println!("Try it yourself (run it twice to see the replay blocked, or change a byte to see a forgery):\n\n  {line}\n");
-            }
+/// POSTs one case to the gateway: the status and what was answered.
+async fn send(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    gateway: SocketAddr,
+    path: &str,
+    case: &Case,
+) -> (StatusCode, String) {
+    let mut req = Request::new(Full::new(Bytes::from(case.body.clone())));
+    *req.method_mut() = Method::POST;
+    match format!("http://{gateway}{path}").parse() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad uri: {e}")),
+    }
+    for (k, v) in &case.headers {
+        if let Ok(v) = v.parse() {
+            req.headers_mut().insert(k.clone(), v);
         }
     }
-    println!(
-        "Metrics: curl http://{}/metrics   (Ctrl-C to stop)",
-        running
-            .admin_addr
-            .map_or_else(String::new, |a| a.to_string())
-    );
-    let _ = tokio::signal::ctrl_c().await;
-    running.shutdown();
-    running.wait().await;
-    ExitCode::SUCCESS
+    match client.request(req).await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("request failed: {e}")),
+    }
+}
+
+/// A `curl` line that sends a genuine Levanta webhook to the gateway.
+fn try_it_yourself(gateway: SocketAddr, routes: &[DemoRoute]) -> Result<Option<String>, String> {
+    let Some(route) = routes.iter().find(|r| r.provider == "levanta") else {
+        return Ok(None);
+    };
+    let Some(scheme) = providers::builtin(route.provider) else {
+        return Ok(None);
+    };
+    let v = Verifier::new(scheme, &[route.secret.as_bytes()], None)
+        .map_err(|(_, e)| format!("secret {}", e.0))?;
+    let body = br#"{"event":"hello from curl"}"#;
+    let headers = v
+        .try_sign(
+            0,
+            &Message {
+                body,
+                id: "",
+                timestamp: SystemTime::now(),
+                method: &Method::POST,
+                path_and_query: &route.path,
+                public_url: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let mut line = format!("curl -i http://{gateway}{}", route.path);
+    for (k, v) in headers {
+        let _ = write!(line, " -H '{k}: {v}'");
+    }
+    let _ = write!(line, " --data-binary '{}'", String::from_utf8_lossy(body));
+    Ok(Some(line))
 }
 
 fn short(said: &str) -> String {

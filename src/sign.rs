@@ -15,7 +15,7 @@ use http::Method;
 
 use crate::config::{self, Env};
 use crate::metrics::Metrics;
-use crate::verify::{providers, Message, Verifier};
+use crate::verify::{providers, Message, Signed, Verifier};
 
 /// What `hookgate sign` was asked to do (parsed by `cli.rs`).
 #[derive(clap::Args)]
@@ -122,14 +122,17 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
         path_and_query: &path_and_query,
         public_url: public_url.as_deref(),
     };
-    let headers = verifier.try_sign(key_index, &msg).map_err(|e| {
+    let signed = verifier.sign_message(key_index, &msg).map_err(|e| {
         eprintln!("hookgate sign: {e}");
         ExitCode::FAILURE
     })?;
-
-    let mut out = String::new();
     if !args.curl {
-        for (k, v) in &headers {
+        // Mailgun carries its signature in the body: print the body to send.
+        if verifier.scheme().carried_in_body() {
+            return Ok(format!("{}\n", String::from_utf8_lossy(&signed.body)));
+        }
+        let mut out = String::new();
+        for (k, v) in &signed.headers {
             let _ = writeln!(out, "{}: {v}", canonical(k.as_str()));
         }
         return Ok(out);
@@ -137,13 +140,14 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
     let Some(url) = url else {
         return Err(usage("--curl needs --url (where to send the request)"));
     };
-    let _ = write!(
-        out,
-        "{} | curl -sS -i -X {method} {}",
-        printf(body),
-        quote(&url)
-    );
-    for (k, v) in &headers {
+    Ok(curl(&method, &url, &signed))
+}
+
+/// A shell command that sends exactly `signed` to `url`.
+fn curl(method: &Method, url: &str, signed: &Signed) -> String {
+    let body = signed.body.as_slice();
+    let mut out = format!("{} | curl -sS -i -X {method} {}", printf(body), quote(url));
+    for (k, v) in &signed.headers {
         let _ = write!(
             out,
             " \\\n  -H {}",
@@ -154,7 +158,7 @@ pub fn sign(args: &Args, body: &[u8]) -> Result<String, ExitCode> {
         let _ = write!(out, " \\\n  -H {}", quote(&format!("Content-Type: {ct}")));
     }
     out.push_str(" \\\n  --data-binary @-\n");
-    Ok(out)
+    out
 }
 
 /// The verifier to sign with, the key to use, and the route's `public_url`.

@@ -9,7 +9,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use hookgate::verify::{providers, Algorithm, KeyEncoding, Message, Verifier};
+use hookgate::verify::{providers, Message, Verifier};
 use http::{Method, StatusCode};
 use support::*;
 
@@ -17,17 +17,7 @@ const PUBLIC: &str = "https://hooks.example.com";
 
 /// A secret of the form `provider` hands out (`tag` makes a different one).
 fn secret(provider: &str, tag: &str) -> String {
-    let scheme = providers::builtin(provider).unwrap();
-    match scheme.key_encoding {
-        KeyEncoding::Whsec => {
-            let raw = hmac_sha256(tag.as_bytes(), provider.as_bytes());
-            format!(
-                "whsec_{}",
-                hookgate::verify::encode(hookgate::verify::Encoding::Base64, &raw[..24])
-            )
-        }
-        _ => format!("{provider}-{tag}-secret"),
-    }
+    providers::example_secret(provider, tag.as_bytes()).unwrap()
 }
 
 fn route_toml(provider: &str, extra: &str) -> String {
@@ -50,14 +40,15 @@ fn gateway_toml(upstream: &Upstream, routes: &str) -> String {
     )
 }
 
-/// The headers `provider` would send for `body` at `at`, signed with `secret`.
-fn signed(
+/// What `provider` would send for `body` at `at`, signed with `secret`: the
+/// headers, and the body (Mailgun wraps the event with its signature).
+fn signed_delivery(
     provider: &str,
     secret: &str,
     body: &[u8],
     id: &str,
     at: SystemTime,
-) -> Vec<(String, String)> {
+) -> (Vec<(String, String)>, Vec<u8>) {
     let v = Verifier::new(
         providers::builtin(provider).unwrap(),
         &[secret.as_bytes()],
@@ -66,21 +57,46 @@ fn signed(
     .unwrap();
     let path = format!("/webhooks/{provider}");
     let public_url = format!("{PUBLIC}{path}");
-    v.try_sign(
-        0,
-        &Message {
-            body,
-            id,
-            timestamp: at,
-            method: &Method::POST,
-            path_and_query: &path,
-            public_url: Some(&public_url),
-        },
-    )
-    .unwrap()
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    let signed = v
+        .sign_message(
+            0,
+            &Message {
+                body,
+                id,
+                timestamp: at,
+                method: &Method::POST,
+                path_and_query: &path,
+                public_url: Some(&public_url),
+            },
+        )
+        .unwrap();
+    let headers = signed
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    (headers, signed.body)
+}
+
+/// The headers of `signed_delivery`, for providers that sign in headers.
+fn signed(
+    provider: &str,
+    secret: &str,
+    body: &[u8],
+    id: &str,
+    at: SystemTime,
+) -> Vec<(String, String)> {
+    signed_delivery(provider, secret, body, id, at).0
+}
+
+/// Changes one character of the signature Mailgun carries in the body.
+fn forge_in_body(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let key = r#""signature":""#;
+    let at = text.rfind(key).unwrap() + key.len() + 10;
+    let mut bytes = text.into_bytes();
+    bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
+    bytes
 }
 
 /// Changes one character inside the signature (6 from the end: past any
@@ -122,9 +138,9 @@ async fn every_provider_forwards_genuine_and_blocks_forged_tampered_wrong_secret
         let sig_header = scheme.signature_header.as_str().to_string();
         let url = gw.url(&format!("/webhooks/{provider}"));
         let real = secret(provider, "real");
-        let body = providers::example_body(provider, now);
+        let event = providers::example_body(provider, now);
         let id = format!("msg_{n}_genuine");
-        let genuine = signed(provider, &real, &body, &id, now);
+        let (genuine, body) = signed_delivery(provider, &real, &event, &id, now);
 
         // Genuine: forwarded, byte for byte, signature headers included.
         let r = post(&url, &genuine, &body).await;
@@ -141,32 +157,48 @@ async fn every_provider_forwards_genuine_and_blocks_forged_tampered_wrong_secret
             );
         }
 
-        let mut cases: Vec<Case> = vec![
-            (
-                "forged",
-                forge(&genuine, &sig_header),
-                body.clone(),
-                "invalid_signature",
-            ),
-            (
-                "wrong secret",
-                signed(provider, &secret(provider, "other"), &body, &id, now),
-                body.clone(),
-                "invalid_signature",
-            ),
-            (
-                "unsigned",
-                genuine
-                    .iter()
-                    .filter(|(k, _)| !k.eq_ignore_ascii_case(&sig_header))
-                    .cloned()
-                    .collect(),
-                body.clone(),
-                "missing_signature",
-            ),
-        ];
-        // A token (GitLab) signs nothing: a tampered body still carries a valid one.
-        if scheme.algorithm != Algorithm::Token {
+        let wrong = signed_delivery(provider, &secret(provider, "other"), &event, &id, now);
+        let mut cases: Vec<Case> = if scheme.carried_in_body() {
+            // Mailgun: the signature, its token and timestamp are in the body.
+            vec![
+                (
+                    "forged",
+                    genuine.clone(),
+                    forge_in_body(&body),
+                    "invalid_signature",
+                ),
+                ("wrong secret", wrong.0, wrong.1, "invalid_signature"),
+                (
+                    "unsigned",
+                    genuine.clone(),
+                    event.clone(),
+                    "missing_signature",
+                ),
+            ]
+        } else {
+            vec![
+                (
+                    "forged",
+                    forge(&genuine, &sig_header),
+                    body.clone(),
+                    "invalid_signature",
+                ),
+                ("wrong secret", wrong.0, wrong.1, "invalid_signature"),
+                (
+                    "unsigned",
+                    genuine
+                        .iter()
+                        .filter(|(k, _)| !k.eq_ignore_ascii_case(&sig_header))
+                        .cloned()
+                        .collect(),
+                    body.clone(),
+                    "missing_signature",
+                ),
+            ]
+        };
+        // A token (GitLab) signs nothing, Mailgun signs its token and
+        // timestamp only: a tampered body still carries a valid signature.
+        if scheme.signs_body() {
             let mut tampered = body.clone();
             let h = body.windows(5).position(|w| w == b"hello").unwrap();
             tampered[h] = b'H';
@@ -174,14 +206,10 @@ async fn every_provider_forwards_genuine_and_blocks_forged_tampered_wrong_secret
         }
         if scheme.has_timestamp() {
             let old = now - Duration::from_secs(3600);
-            let old_body = providers::example_body(provider, old);
+            let old_event = providers::example_body(provider, old);
             let id = format!("msg_{n}_old");
-            cases.push((
-                "stale",
-                signed(provider, &real, &old_body, &id, old),
-                old_body,
-                "stale_timestamp",
-            ));
+            let (old_headers, old_body) = signed_delivery(provider, &real, &old_event, &id, old);
+            cases.push(("stale", old_headers, old_body, "stale_timestamp"));
         }
         for (case, headers, body, error) in cases {
             let before = upstream.count();
@@ -259,7 +287,12 @@ async fn hookgate_sign_headers_verify_at_the_gateway_for_every_provider() {
             "{provider}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let headers = header_lines(&out.stdout);
+        // Mailgun's signature travels in the body: `sign` prints that body.
+        let (headers, body) = if providers::builtin(provider).unwrap().carried_in_body() {
+            (Vec::new(), out.stdout.clone())
+        } else {
+            (header_lines(&out.stdout), body)
+        };
         let r = post(&gw.url(&path), &headers, &body).await;
         assert_eq!(r.status, StatusCode::OK, "{provider}: {}", r.text());
         assert_eq!(upstream.received().pop().unwrap().body, body, "{provider}");
@@ -579,7 +612,18 @@ fn example_config_has_a_working_route_for_every_provider() {
             let name = rest.split('"').next().unwrap().to_string();
             let value = match name.as_str() {
                 "SVIX_PUBLIC_KEY" => "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=".into(),
-                n if n.starts_with("SVIX") || n.starts_with("STDWH") => SVIX_SECRET.into(),
+                n if ["SVIX", "STDWH", "CLERK", "RESEND", "BREX"]
+                    .iter()
+                    .any(|p| n.starts_with(p)) =>
+                {
+                    SVIX_SECRET.into()
+                }
+                // RFC 8032's first test public key, as Discord shows one (hex).
+                "DISCORD_PUBLIC_KEY" => {
+                    "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into()
+                }
+                // A P-256 public key as SendGrid shows one (base64 DER SPKI).
+                "SENDGRID_VERIFICATION_KEY" => "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEvAIf1iPrD7PdBhonn+t6PnJlnDsvvafDL81OxrgYTgqqMBpImn0ojGWIIOEWQJDhW6Ixww9sw5t/hp5WiVTJ5A==".into(),
                 n => format!("{n}-value"),
             };
             (name, value)

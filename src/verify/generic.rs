@@ -180,6 +180,7 @@ impl Raw {
             id,
             timestamp,
             key_encoding: self.key_encoding.unwrap_or(SecretEncoding::Utf8).into(),
+            more_signature_headers: Vec::new(),
         };
         if let Err(e) = scheme.validate() {
             return fail(Key::Signed, e);

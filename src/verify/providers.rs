@@ -7,6 +7,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderName;
+use sha2::{Digest, Sha256};
+
+mod more;
 
 use super::{
     Algorithm, Encoding, IdSpec, KeyEncoding, Part, Scheme, SignatureFormat, TimestampSource,
@@ -30,6 +33,33 @@ pub const NAMES: &[&str] = &[
     "twilio",
     "gitlab",
     "intercom",
+    "clerk",
+    "resend",
+    "brex",
+    "meta",
+    "bitbucket",
+    "sentry",
+    "typeform",
+    "pagerduty",
+    "lemonsqueezy",
+    "razorpay",
+    "vercel",
+    "asana",
+    "docusign",
+    "xero",
+    "dropbox",
+    "notion",
+    "coinbase",
+    "segment",
+    "calendly",
+    "mux",
+    "workos",
+    "hubspot",
+    "twitch",
+    "zendesk",
+    "discord",
+    "sendgrid",
+    "mailgun",
 ];
 
 /// The scheme of a built-in provider, or `None` for an unknown name.
@@ -59,26 +89,12 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         },
         // Stripe: `t=…,v1=…[,v1=…][,v0=…]` over `{t}.{body}`; the key is the
         // whole `whsec_…` string as bytes (unlike Svix); only `v1` counts.
-        "stripe" => Scheme {
-            signature_header: HeaderName::from_static("stripe-signature"),
-            format: SignatureFormat::Params {
-                separator: ',',
-                key: "v1".into(),
-            },
-            algorithm: Algorithm::Sha256,
-            encoding: Encoding::Hex,
-            signed: vec![Part::Timestamp, Part::Text(".".into()), Part::Body],
-            id: None,
-            timestamp: Some(TimestampSpec {
-                source: TimestampSource::Param("t".into()),
-                unit: TimestampUnit::Seconds,
-            }),
-            default_tolerance: Some(Duration::from_secs(300)),
-            key_encoding: KeyEncoding::Utf8,
-        },
+        "stripe" => t_v1("stripe-signature", TimestampUnit::Seconds, 300),
         // Shopify: base64 over the body. The webhook id (not the event id,
-        // which repeats across subscriptions) is not signed.
+        // which repeats across subscriptions) is not signed. "Events"
+        // deliveries name the headers without `X-` (`shopify-hmac-sha256`).
         "shopify" => Scheme {
+            more_signature_headers: vec![HeaderName::from_static("shopify-hmac-sha256")],
             id: unsigned_id("x-shopify-webhook-id"),
             ..over_body(
                 "x-shopify-hmac-sha256",
@@ -94,6 +110,7 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         // the whole `pdl_ntfset_…` secret; the SDK's window is 5 s.
         "paddle" => Scheme {
             signature_header: HeaderName::from_static("paddle-signature"),
+            more_signature_headers: Vec::new(),
             format: SignatureFormat::Params {
                 separator: ';',
                 key: "h1".into(),
@@ -130,12 +147,19 @@ pub fn builtin(name: &str) -> Option<Scheme> {
                 Encoding::Base64,
             )
         },
-        // Twilio: base64 HMAC-SHA1 over the URL + sorted form parameters (or
-        // the URL alone, with `bodySHA256` in its query, for JSON bodies).
+        // Twilio: base64 HMAC over the URL + sorted form parameters (or the
+        // URL alone, with `bodySHA256` in its query, for JSON bodies): SHA-1
+        // with the Auth Token, or SHA-256 with a SharedKey secret when
+        // `X-Twilio-Webhooks-Signature-Settings` says `algorithm=HMAC_SHA256`.
         "twilio" => Scheme {
             signed: vec![Part::UrlAnyPort, Part::FormParams],
             id: unsigned_id("i-twilio-idempotency-token"),
-            ..over_body("x-twilio-signature", "", Algorithm::Sha1, Encoding::Base64)
+            ..over_body(
+                "x-twilio-signature",
+                "",
+                Algorithm::TwilioAnnounced,
+                Encoding::Base64,
+            )
         },
         // GitLab: the secret token itself in `X-Gitlab-Token`.
         "gitlab" => Scheme {
@@ -145,7 +169,11 @@ pub fn builtin(name: &str) -> Option<Scheme> {
         },
         // Intercom: `sha1=` + hex HMAC-SHA1 over the body with the client secret.
         "intercom" => over_body("x-hub-signature", "sha1=", Algorithm::Sha1, Encoding::Hex),
-        _ => return None,
+        // Svix senders, under the names users look for: Clerk and Resend send
+        // `svix-*` headers, Brex the Standard Webhooks `webhook-*` ones.
+        "clerk" | "resend" => standard_webhooks("svix-"),
+        "brex" => standard_webhooks("webhook-"),
+        other => return more::builtin(other),
     })
 }
 
@@ -169,6 +197,36 @@ pub fn example_body(provider: &str, now: SystemTime) -> Vec<u8> {
     }
 }
 
+/// A secret of the form `provider` hands out, derived from `seed`, that can
+/// also sign (for the demo, `hookgate sign` examples and tests): a `whsec_`
+/// secret for Svix senders, a hex Ed25519 seed + public key for Discord, a
+/// base64 PKCS#8 P-256 private key for SendGrid, text otherwise.
+pub fn example_secret(provider: &str, seed: &[u8]) -> Option<String> {
+    use p256::pkcs8::EncodePrivateKey;
+    let scheme = builtin(provider)?;
+    let raw: [u8; 32] = Sha256::new()
+        .chain_update(seed)
+        .chain_update(provider.as_bytes())
+        .finalize()
+        .into();
+    Some(match (scheme.algorithm, scheme.key_encoding) {
+        (Algorithm::Ed25519, _) => {
+            let signing = ed25519_dalek::SigningKey::from_bytes(&raw);
+            hex::encode(signing.to_keypair_bytes())
+        }
+        (Algorithm::EcdsaP256, _) => {
+            // A SHA-256 output is a valid P-256 scalar but with negligible probability.
+            let signing = p256::ecdsa::SigningKey::from_slice(&raw).ok()?;
+            let der = signing.to_pkcs8_der().ok()?;
+            super::encode(Encoding::Base64, der.as_bytes())
+        }
+        (_, KeyEncoding::Whsec) => format!("whsec_{}", super::encode(Encoding::Base64, &raw[..24])),
+        (_, KeyEncoding::Hex) => hex::encode(raw),
+        (_, KeyEncoding::Base64) => super::encode(Encoding::Base64, &raw),
+        (_, KeyEncoding::Utf8) => format!("demo-{}", hex::encode(&raw[..16])),
+    })
+}
+
 /// An HMAC over the raw body alone, in one header with an optional prefix.
 fn over_body(
     header: &'static str,
@@ -178,6 +236,7 @@ fn over_body(
 ) -> Scheme {
     Scheme {
         signature_header: HeaderName::from_static(header),
+        more_signature_headers: Vec::new(),
         format: SignatureFormat::Plain {
             prefix: prefix.into(),
         },
@@ -195,6 +254,32 @@ fn unsigned_id(header: &'static str) -> Option<IdSpec> {
     Some(IdSpec {
         header: HeaderName::from_static(header),
         signed: false,
+    })
+}
+
+/// Stripe's shape, which Calendly, Mux and WorkOS copied: `t=…,v1=…[,v1=…]`
+/// over `{t}.{body}`, hex, the key the secret's bytes; only `v1` counts.
+fn t_v1(header: &'static str, unit: TimestampUnit, tolerance_secs: u64) -> Scheme {
+    Scheme {
+        format: SignatureFormat::Params {
+            separator: ',',
+            key: "v1".into(),
+        },
+        signed: vec![Part::Timestamp, Part::Text(".".into()), Part::Body],
+        timestamp: Some(TimestampSpec {
+            source: TimestampSource::Param("t".into()),
+            unit,
+        }),
+        default_tolerance: Some(Duration::from_secs(tolerance_secs)),
+        ..over_body(header, "", Algorithm::Sha256, Encoding::Hex)
+    }
+}
+
+/// A timestamp header, signed by the template, with its window.
+fn timestamp_header(name: &'static str, unit: TimestampUnit) -> Option<TimestampSpec> {
+    Some(TimestampSpec {
+        source: TimestampSource::Header(HeaderName::from_static(name)),
+        unit,
     })
 }
 
@@ -225,6 +310,7 @@ fn standard_webhooks(prefix: &str) -> Scheme {
     };
     Scheme {
         signature_header: name("signature"),
+        more_signature_headers: Vec::new(),
         format: SignatureFormat::Versioned {
             version: "v1".into(),
             asymmetric: Some("v1a".into()),
