@@ -124,18 +124,20 @@ impl Forwarder {
         body: Vec<Bytes>,
         origin: Origin,
     ) -> Result<Response<Incoming>, ForwardError> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            // Scheme and authority were validated at startup, and the path
-            // and query come from a URI hyper already parsed.
-            .map_err(|_| ForwardError::Unavailable)?;
+        // The path and query are the received ones, shared, not re-parsed.
+        let mut target = http::uri::Parts::default();
+        target.scheme = Some(self.scheme.clone());
+        target.authority = Some(self.authority.clone());
+        target.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        // Scheme and authority were validated at startup, and the path and
+        // query come from a URI hyper already parsed.
+        let uri = Uri::from_parts(target).map_err(|_| ForwardError::Unavailable)?;
 
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);

@@ -74,10 +74,16 @@ fn write_to(buf: &mut Vec<u8>, out: &mut impl Write) {
     buf.clear();
 }
 
-/// Appends one line; writes the batch out when `immediate` or when it is full.
-fn push(buf: &mut Vec<u8>, bytes: &[u8], immediate: bool, out: &mut impl Write) {
+/// Appends one line; says whether the batch is due (`immediate`, or full).
+fn append(buf: &mut Vec<u8>, bytes: &[u8], immediate: bool) -> bool {
     buf.extend_from_slice(bytes);
-    if immediate || buf.len() >= BATCH {
+    immediate || buf.len() >= BATCH
+}
+
+/// Appends one line; writes the batch out when it is due (the tests' writer).
+#[cfg(test)]
+fn push(buf: &mut Vec<u8>, bytes: &[u8], immediate: bool, out: &mut impl Write) {
+    if append(buf, bytes, immediate) {
         write_to(buf, out);
     }
 }
@@ -89,7 +95,11 @@ pub struct LineWriter {
 
 impl Write for LineWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        push(&mut lock(), bytes, self.immediate, &mut io::stderr().lock());
+        let mut buf = lock();
+        // stderr's own lock is taken only for a batch that is due.
+        if append(&mut buf, bytes, self.immediate) {
+            write_out(&mut buf);
+        }
         Ok(bytes.len())
     }
 
