@@ -4,9 +4,6 @@
 //! persistence) and stops it on drop. Several hookgates share it, as sidecars
 //! of one application's replicas would, and share one recording upstream, so
 //! "reached the application" is counted once for all of them.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -14,8 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::alone;
+use crate::support::*;
 use http::{Method, StatusCode};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -525,6 +523,7 @@ async fn hookgate_starts_while_redis_is_down_and_becomes_ready_when_it_answers()
 struct Process {
     child: Child,
     addr: SocketAddr,
+    _shared: alone::Shared,
 }
 
 impl Process {
@@ -533,6 +532,7 @@ impl Process {
     }
 
     async fn start_with_env(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Process {
+        let shared = alone::shared();
         let (port, admin) = (free_port(), free_port());
         let toml = toml
             .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
@@ -572,6 +572,7 @@ impl Process {
         Process {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _shared: shared,
         }
     }
 }

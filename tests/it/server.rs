@@ -2,18 +2,17 @@
 //! and unix upstreams, limits under abuse, SIGTERM drain and live reload.
 //! Real sockets, real TLS (certificates made here with rcgen), the real binary
 //! for the signal tests.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::child::Hookgate;
+use crate::support::*;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -22,7 +21,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -1069,101 +1067,6 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_broken_one_is_r
 
 // ---- the real binary: SIGTERM drain, SIGHUP reload -------------------------
 
-/// `hookgate run` as a child process, with its JSON log collected.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn start(config: &Path) -> Proc {
-        Self::start_with(config, None)
-    }
-
-    /// Starts the binary, optionally with a lower file descriptor limit.
-    fn start_with(config: &Path, max_fds: Option<u32>) -> Proc {
-        let mut command = match max_fds {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}"))
-                    .arg(env!("CARGO_BIN_EXE_hookgate"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_hookgate")),
-        };
-        let mut child = command
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("HOOKGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("hookgate listening") {
-                        let _ = tx.send(line.clone());
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("hookgate did not start");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let addr = v["addr"].as_str().unwrap().parse().unwrap();
-        let admin = v["admin"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("Some(")
-            .trim_end_matches(')')
-            .parse()
-            .unwrap();
-        Proc {
-            child,
-            addr,
-            admin,
-            log,
-        }
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, sig).unwrap();
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    /// Waits up to 30 s for the process to exit.
-    async fn exit_code(&mut self) -> Option<i32> {
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("hookgate did not exit");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -1184,14 +1087,14 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
             SVIX_SECRET,
         ),
     );
-    let mut proc = Proc::start(&config);
+    let mut proc = Hookgate::start(&config);
     let url = format!("http://{}/webhooks/levers", proc.addr);
     let in_flight = tokio::spawn(async move { post(&url, &svix("msg_drain", BODY), BODY).await });
     eventually(|| upstream.count() == 1).await;
 
     proc.signal(nix::sys::signal::Signal::SIGTERM);
     // Admin stays up while draining, and says so.
-    let admin = proc.admin;
+    let admin = proc.admin.unwrap();
     eventually_async(|| async move {
         let r = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"").await;
         r.status == StatusCode::SERVICE_UNAVAILABLE && r.text() == "draining\n"
@@ -1221,7 +1124,7 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
         "hookgate.toml",
         &toml(&format!("file:{}", secret_file.display())),
     );
-    let proc = Proc::start(&config);
+    let proc = Hookgate::start(&config);
     let url = format!("http://{}/webhooks/levers", proc.addr);
     let new_secret = SVIX_SECRET_OLD;
     let with = |secret: &str, id: &str| svix_headers(secret, id, now_secs(), BODY, "svix-");
@@ -1263,7 +1166,7 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
     // A broken config: rejected, reported, and the previous one keeps serving.
     std::fs::write(&config, "[listen]\naddr = \"127.0.0.1:0\"\n[upstreem]\n").unwrap();
     proc.signal(nix::sys::signal::Signal::SIGHUP);
-    let admin = proc.admin;
+    let admin = proc.admin.unwrap();
     eventually_async(|| async move {
         metric(admin, "hookgate_config_reloads_total{result=\"failure\"}").await >= 1.0
     })
@@ -1280,7 +1183,7 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
         post(&url, &with(new_secret, "m5"), BODY).await.status,
         StatusCode::OK
     );
-    let admin = proc.admin;
+    let admin = proc.admin.unwrap();
     let ready = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"").await;
     assert_eq!(ready.status, StatusCode::OK);
 }
@@ -1328,7 +1231,7 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
         &gateway_toml("", &upstream.url(), "", SVIX_SECRET),
     );
     // The gateway gets 64 file descriptors; the flood below needs more.
-    let mut proc = Proc::start_with(&config, Some(64));
+    let mut proc = Hookgate::start_with(&config, Some(64));
     let mut flood = Vec::new();
     for _ in 0..120 {
         // The kernel completes these handshakes into the listen backlog
@@ -1353,7 +1256,7 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
     let url = format!("http://{}/webhooks/levers", proc.addr);
     let reply = post(&url, &svix("msg_after_emfile", BODY), BODY).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let errors = metric(proc.admin, "hookgate_accept_errors_total").await;
+    let errors = metric(proc.admin.unwrap(), "hookgate_accept_errors_total").await;
     eprintln!("accept errors counted: {errors}");
     assert!(errors >= 1.0);
     assert!(proc.logged("Too many open files"));

@@ -2,8 +2,7 @@
 //! single bit of the body, the signature header or the timestamp makes verification fail.
 //!
 //! Twilio (signs decoded form parameters, not bytes), GitLab (a token signs nothing) and Linear
-//! (the timestamp lives in a JSON body) are covered by their own tests in tests/providers.rs.
-#![allow(clippy::unwrap_used)]
+//! (the timestamp lives in a JSON body) are covered by their own tests in tests/it/providers.rs.
 
 use std::time::{Duration, UNIX_EPOCH};
 
