@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::App;
-use procs::{free_port, GateConfig, Hookgate, Redis, Variant};
+use procs::{free_port, GateConfig, Hookgate, Launch, Redis, Variant};
 use provider::{Provider, VIA};
 use timeline::World;
 
@@ -115,8 +115,12 @@ async fn run(plan: Plan) {
     for (i, config) in configs.iter().enumerate() {
         let path = dir.path().join(format!("hookgate-{}.toml", VIA[i]));
         config.write(&path, Variant::Baseline);
-        let addr = ([127, 0, 0, 1], config.port).into();
-        gates.push(Hookgate::start(VIA[i], path, addr).await);
+        let launch = Launch {
+            name: VIA[i],
+            alone: true,
+            ..Launch::default()
+        };
+        gates.push(Hookgate::launch(&path, launch).await);
     }
     let gates: [Hookgate; 2] = gates.try_into().ok().unwrap();
     let deliveries = Arc::new(provider::plan(

@@ -23,7 +23,7 @@ const MAX_BODY: u64 = 25 * MIB;
 async fn start(dir: &Path, upstream: &Upstream, limits: &str) -> (Hookgate, u64) {
     let path = dir.join("hookgate.toml");
     std::fs::write(&path, support::config(upstream, limits)).unwrap();
-    let proc = Hookgate::start(&path);
+    let proc = Hookgate::start(&path).await;
     genuine(&proc, "warm-up").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = proc.status("VmRSS");

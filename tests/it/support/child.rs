@@ -1,110 +1,227 @@
-//! `hookgate run` as a child process (the real binary, for signals, exit codes, file descriptor
-//! limits and memory), started from a config file and killed and reaped on drop.
+//! `hookgate run` as a child process: the real binary, for signals, exit codes, restarts, file
+//! descriptor limits, memory and logs. Started from a config file with a JSON log whose lines are
+//! kept (across restarts too); killed and reaped on drop (panics included).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use super::alone;
 
-/// The real binary, started with a JSON log whose lines are kept.
+/// How to start it.
+#[derive(Default, Clone)]
+pub struct Launch {
+    /// Named in failures (the fault run's `a` and `b`).
+    pub name: &'static str,
+    /// Extra environment (`HOOKGATE_LOG` defaults to `info`).
+    pub env: Vec<(String, String)>,
+    /// Run under `prlimit --nofile=N`.
+    pub max_fds: Option<u32>,
+    /// Do not take a `Shared` guard: for the fault run, which already runs alone.
+    pub alone: bool,
+}
+
 pub struct Hookgate {
-    pub child: Child,
+    pub config: PathBuf,
     pub addr: SocketAddr,
     /// The admin listener, when the config has one.
     pub admin: Option<SocketAddr>,
-    pub log: Arc<Mutex<Vec<String>>>,
-    _shared: alone::Shared,
+    launch: Launch,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Reads the current process's stderr; ends at its exit.
+    reader: Option<std::thread::JoinHandle<()>>,
+    _shared: Option<alone::Shared>,
 }
 
 impl Hookgate {
-    /// Starts `hookgate run --config CONFIG`; returns once it logged that it listens (30 s bound).
-    pub fn start(config: &Path) -> Hookgate {
-        Self::start_with(config, None)
+    /// `hookgate run --config CONFIG`; returns once it logged that it listens (30 s bound).
+    pub async fn start(config: &Path) -> Hookgate {
+        Self::launch(config, Launch::default()).await
     }
 
-    /// As `start`, optionally under `prlimit --nofile=N`.
-    pub fn start_with(config: &Path, max_fds: Option<u32>) -> Hookgate {
-        let shared = alone::shared();
-        let mut command = match max_fds {
+    pub async fn launch(config: &Path, launch: Launch) -> Hookgate {
+        let shared = (!launch.alone).then(alone::shared);
+        let mut h = Hookgate {
+            config: config.to_path_buf(),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            admin: None,
+            launch,
+            child: None,
+            log: Arc::default(),
+            reader: None,
+            _shared: shared,
+        };
+        h.spawn().await;
+        h
+    }
+
+    async fn spawn(&mut self) {
+        // FAULTS_HOOKGATE_BIN runs the suites against another build (an older commit, a release binary).
+        let bin: PathBuf = std::env::var_os("FAULTS_HOOKGATE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_hookgate").into())
+            .into();
+        let mut command = match self.launch.max_fds {
             Some(n) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}"))
-                    .arg(env!("CARGO_BIN_EXE_hookgate"));
+                c.arg(format!("--nofile={n}")).arg(&bin);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_hookgate")),
+            None => Command::new(&bin),
         };
         let mut child = command
             .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
+            .arg(&self.config)
             .env("HOOKGATE_LOG", "info")
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let seen = log.clone();
-        std::thread::spawn(move || {
+        let log = self.log.clone();
+        let first = log.lock().unwrap().len();
+        self.reader = Some(std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("hookgate listening") {
-                    let _ = tx.send(line.clone());
-                }
-                seen.lock().unwrap().push(line);
+                log.lock().unwrap().push(line);
             }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("hookgate did not start: {:?}", log.lock().unwrap()));
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let addr = v["addr"].as_str().unwrap().parse().unwrap();
+        }));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let listening = loop {
+            let found = self.log.lock().unwrap()[first..]
+                .iter()
+                .find(|l| l.contains("hookgate listening"))
+                .cloned();
+            if let Some(line) = found {
+                break line;
+            }
+            if Instant::now() > deadline || self.exited() {
+                let tail: Vec<String> = self.log.lock().unwrap()[first..].to_vec();
+                panic!("hookgate {} did not start: {tail:?}", self.launch.name);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let v: serde_json::Value = serde_json::from_str(&listening).unwrap();
+        self.addr = v["addr"].as_str().unwrap().parse().unwrap();
         // Logged as `Some(ip:port)` or `None`.
-        let admin = v["admin"]
+        self.admin = v["admin"]
             .as_str()
             .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
-        Hookgate {
-            child,
-            addr,
-            admin,
-            log,
-            _shared: shared,
-        }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().unwrap().is_some())
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, sig).unwrap();
+    /// Sends `sig`; the process may have died on its own meanwhile: that is for the caller to see.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(c) = &self.child {
+            let _ = kill(Pid::from_raw(i32::try_from(c.id()).unwrap()), sig);
+        }
     }
 
     /// Whether any log line so far contains `needle`.
     pub fn logged(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.count_logged(needle) > 0
+    }
+
+    /// Log lines containing `needle`, over every start.
+    pub fn count_logged(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// The whole log so far, one line each.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits (10 s at most) until a log line contains `needle`.
+    pub async fn wait_logged(&self, needle: &str) {
+        super::eventually(|| self.logged(needle)).await;
+    }
+
+    /// Waits (30 s at most) until the admin listener's `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin.expect("an admin listener"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while super::send(&url, http::Method::GET, &[], b"").await.status != http::StatusCode::OK {
+            assert!(Instant::now() < deadline, "hookgate never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits up to 30 s for the process to exit; its exit code (`None`: killed by a signal).
     pub async fn exit_code(&mut self) -> Option<i32> {
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        self.wait_exit(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("hookgate did not exit: {e}"))
+    }
+
+    /// SIGTERM, then waits (bounded by `limit`) for the drain to end, and for the log lines it
+    /// wrote last (batched ones too); its exit code. Killed if it outlasts `limit`.
+    pub async fn terminate(&mut self, limit: Duration) -> Result<Option<i32>, String> {
+        if self.child.is_none() {
+            return Err("not running".into());
         }
-        panic!("hookgate did not exit");
+        self.signal(Signal::SIGTERM);
+        let code = self.wait_exit(limit).await;
+        self.kill9();
+        code
+    }
+
+    async fn wait_exit(&mut self, limit: Duration) -> Result<Option<i32>, String> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().ok_or("not running")?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("still running after {limit:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// kill -9, reaped.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same configuration file (and so the same address).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
     }
 
     /// A `/proc/PID/status` field (`VmRSS`, `VmHWM`), in bytes.
     pub fn status(&self, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         let kb: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -115,13 +232,16 @@ impl Hookgate {
 
     /// Resets VmHWM to the current RSS (`clear_refs` 5), so a peak measured after is not startup's.
     pub fn reset_peak(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 }
 
 impl Drop for Hookgate {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod alone;
 pub mod child;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
