@@ -367,16 +367,18 @@ async fn garbage_and_plaintext_on_the_tls_port_are_counted_and_serving_goes_on()
     let admin = gw.admin.unwrap();
 
     // Random bytes, a plaintext HTTP request, and a client that connects and vanishes.
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8])
-        .await
-        .unwrap();
+    let mut s = connect_and_write(
+        gw.addr,
+        &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8],
+    )
+    .await;
     let mut buf = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_write(
+        gw.addr,
+        b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
     drop(TcpStream::connect(gw.addr).await.unwrap());
 
@@ -654,6 +656,13 @@ async fn unix_socket_upstream_receives_identical_bytes() {
 
 // ---- limits ----------------------------------------------------------------
 
+/// A raw connection to `addr` that has already sent `bytes`.
+async fn connect_and_write(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
 /// Reads until the peer closes or answers; `Some(bytes)` once it did either.
 async fn closed_or_answered(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
@@ -728,15 +737,14 @@ async fn too_many_or_too_large_headers_get_431() {
     let many: String = (0..40).map(|i| format!("x-h{i}: v\r\n")).collect();
     let large = format!("x-big: {}\r\n", "a".repeat(16 << 10));
     for extra in [many, large] {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(
+        let mut s = connect_and_write(
+            gw.addr,
             format!(
                 "POST /webhooks/levers HTTP/1.1\r\nhost: x\r\n{extra}content-length: 0\r\n\r\n"
             )
             .as_bytes(),
         )
-        .await
-        .unwrap();
+        .await;
         let answer = closed_or_answered(&mut s, Duration::from_secs(10))
             .await
             .unwrap();
@@ -804,10 +812,11 @@ async fn clients_that_only_declare_large_bodies_do_not_take_the_budget() {
     // were declarations reserved, the first two would hold all of it.
     let mut idle = Vec::new();
     for _ in 0..10 {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: 51200\r\n\r\n")
-            .await
-            .unwrap();
+        let s = connect_and_write(
+            gw.addr,
+            b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: 51200\r\n\r\n",
+        )
+        .await;
         idle.push(s);
     }
     let reply = deliver(&gw.url("/webhooks/levers"), "msg_past_idle").await;
@@ -835,15 +844,14 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
     let mut refused = 0;
     for _ in 0..6 {
         let before = metric(admin, "hookgate_buffered_bytes").await;
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(
+        let mut s = connect_and_write(
+            gw.addr,
             format!(
                 "POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: {declared}\r\n\r\n"
             )
             .as_bytes(),
         )
-        .await
-        .unwrap();
+        .await;
         s.write_all(&vec![b'a'; declared / 2]).await.unwrap();
         // Either hookgate answers (refused), or this body's reservation shows
         // in the gauge (held while it waits for the rest).
