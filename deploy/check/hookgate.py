@@ -32,15 +32,17 @@ class Fixture:
     local: dict
 
 
-def make_fixture(tmp: Path, toml_text: str) -> tuple[Path, dict[str, str]]:
+def make_fixture(tmp: Path, toml_text: str) -> tuple[Path, dict[str, str], list[str]]:
     """A copy of the config whose secret and TLS files are throwaway files under tmp. Reads the TOML only
     to find the file names to replace (and each route's provider, for the secret's form); every value
-    the checks use comes from `hookgate check --json`. Returns the copy and {throwaway path: original}."""
+    the checks use comes from `hookgate check --json`. Returns the copy, {throwaway path: original} and the
+    secret values written."""
     secrets_dir, tls_dir = tmp / "secrets", tmp / "tls"
     secrets_dir.mkdir(exist_ok=True)
     tls_dir.mkdir(exist_ok=True)
     cfg = tomllib.loads(toml_text)
     renames: dict[str, str] = {}
+    values: list[str] = []
     text = toml_text
     for r in cfg.get("routes", []):
         for s in r.get("secrets", []):
@@ -48,7 +50,9 @@ def make_fixture(tmp: Path, toml_text: str) -> tuple[Path, dict[str, str]]:
                 continue
             path = s[5:]
             local = secrets_dir / Path(path).name
-            local.write_text(throwaway_secret(r["provider"]) + "\n", encoding="utf-8")
+            value = throwaway_secret(r["provider"])
+            values.append(value)
+            local.write_text(value + "\n", encoding="utf-8")
             renames[str(local)] = path
             text = text.replace(f'"file:{path}"', f'"file:{local}"')
     listen = cfg.get("listen", {})
@@ -64,7 +68,7 @@ def make_fixture(tmp: Path, toml_text: str) -> tuple[Path, dict[str, str]]:
         renames[str(key)] = listen["tls_key"]
     out = tmp / "hookgate.toml"
     out.write_text(text, encoding="utf-8")
-    return out, renames
+    return out, renames, values
 
 
 def run(hookgate: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
@@ -103,7 +107,7 @@ def check_hookgate_config(hookgate: Path | None, toml_text: str | None, tmp: Pat
         rep.done("not run")
         return None
     try:
-        cfg_path, renames = make_fixture(tmp, toml_text)
+        cfg_path, renames, values = make_fixture(tmp, toml_text)
         r = run(hookgate, "check", "--config", str(cfg_path))
         if r.returncode != 0:
             rep.fail(f"`hookgate check` exited {r.returncode}: {(r.stderr or r.stdout).decode(errors='replace')[-2000:]}")
@@ -113,6 +117,9 @@ def check_hookgate_config(hookgate: Path | None, toml_text: str | None, tmp: Pat
         rep.done("not run")
         return None
     text = json.dumps(local)
+    for v in values:
+        if v in text or v.removeprefix("whsec_") in text:
+            rep.fail("`hookgate check --json` printed a secret's value (it must print only its source)")
     for here, there in renames.items():
         text = text.replace(json.dumps(here)[1:-1], json.dumps(there)[1:-1])
     fixture = Fixture(cfg_path, json.loads(text), local)
