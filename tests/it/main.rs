@@ -5,6 +5,7 @@
 //!   official vectors and property tests over the engine
 //! - `server`, `observability`, `redis_store`: TLS, limits, signals and reload; metrics and logs;
 //!   the Redis replay store across replicas
+//! - `check_json`: `hookgate check --json` as a deploy check reads it, secrets never in it
 //! - `hostile`: the hostile-input suite (raw HTTP/1.1 bytes, raw HTTP/2 frames, smuggling, memory)
 //! - `faults`: the fault-injection suite (short run here; the full run is `--ignored`)
 //! - `support`: the recording upstream, in-process gateways, child processes (hookgate, redis-server), signers
@@ -14,6 +15,7 @@
 
 mod support;
 
+mod check_json;
 mod faults;
 mod gateway;
 mod hostile;
