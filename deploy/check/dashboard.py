@@ -1,4 +1,5 @@
-"""The Grafana dashboard JSON: well-formed, its panels, datasource and uid (its PromQL is checked in
+"""The Grafana dashboard JSON: well formed, its required keys, every panel with queries, a description,
+a sane grid position and a Prometheus datasource, and a $datasource variable (its PromQL is checked in
 prometheus.py)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The Dockerfile: pinned bases, the build context (.dockerignore), a non-root numeric user and the
-binary's path."""
+"""The Dockerfile: a multi-stage build from pinned bases whose COPY sources exist and survive
+.dockerignore (cargo accepts the build context with --locked), ending as a numeric non-root USER that
+runs hookgate."""
 
 from __future__ import annotations
 
