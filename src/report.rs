@@ -72,7 +72,7 @@ fn route(r: &Route, rc: &RouteConfig) -> Value {
     json!({
         "name": r.name,
         "path": r.pattern.as_config_str(),
-        "provider": r.provider,
+        "provider": r.provider.to_string(),
         // The effective window (the configured one, else the provider's default); null when
         // the provider signs no timestamp.
         "tolerance_seconds": scheme.has_timestamp().then(|| seconds(r.verifier.tolerance())),
