@@ -10,7 +10,9 @@
 //! - `faults`: the fault-injection suite (short run here; the full run is `--ignored`)
 //! - `support`: the recording upstream, in-process gateways, child processes (hookgate, redis-server), signers
 //!
-//! Run one suite with a filter: `cargo test --test it server::`.
+//! Run one suite with a filter: `cargo test --test it server::`. proptest reads and writes the
+//! property tests' regressions in `tests/proptest-regressions/properties.txt` (it takes `tests/it`,
+//! which holds `main.rs`, for the crate root and keeps them beside it).
 #![allow(clippy::unwrap_used)]
 
 mod support;
