@@ -12,8 +12,10 @@
 #   HOOKGATE_K8S_VERSIONS  Kubernetes versions to validate against (default "1.30.0,latest")
 #
 # Needs python3 (3.11+) with venv, openssl, promtool, and the Python packages in deploy/requirements-check.txt
-# (installed once into a venv under $TMPDIR; set HOOKGATE_CHECK_VENV to choose where).
-# Uses `kubectl kustomize` when kubectl is installed, else a built-in renderer for the same subset.
+# (installed once into a venv under $TMPDIR; set HOOKGATE_CHECK_VENV to choose where), kubectl among them:
+# the overlays are rendered by the real kustomize (`kubectl kustomize`, pinned), never re-implemented.
+# Every config value comes from the binary (`hookgate check --json`), every signature from `hookgate sign`.
+# The sections live in deploy/check/, one file each.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,7 +43,7 @@ fi
 req=deploy/requirements-check.txt
 key=$( (cat "$req"; "$python" -V) | sha256sum | cut -c1-12)
 venv=${HOOKGATE_CHECK_VENV:-${TMPDIR:-/tmp}/hookgate-deploy-check-$key}
-if ! "$venv/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null || ! [[ -x $venv/bin/kubectl ]]; then
     rm -rf "$venv"
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
@@ -60,4 +62,4 @@ if [[ -z $bin ]]; then
 fi
 [[ $bin == /* ]] || bin=$root/$bin
 
-exec "$venv/bin/python" deploy/check_deploy.py --root "$root" --hookgate "$bin" "$@"
+exec "$venv/bin/python" deploy/check/main.py --root "$root" --hookgate "$bin" --kubectl "$venv/bin/kubectl" "$@"

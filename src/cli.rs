@@ -47,6 +47,9 @@ enum Command {
     Check {
         #[arg(long, env = "HOOKGATE_CONFIG")]
         config: PathBuf,
+        /// Print the resolved configuration as JSON instead (secret sources, never values).
+        #[arg(long)]
+        json: bool,
     },
     /// Print the headers a provider would send for the body on stdin (or a curl command).
     ///
@@ -74,7 +77,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.log_format, default_level);
     let code = match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, json } => check(&config, json),
         Command::Run { config, workers } => run(&config, workers),
         Command::Sign(args) => crate::sign::run(args),
         Command::Demo { once } => with_runtime(crate::demo::run(once)),
@@ -121,7 +124,7 @@ fn load(path: &std::path::Path) -> Result<config::Config, ExitCode> {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, json: bool) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -134,6 +137,13 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if json {
+        println!(
+            "{}",
+            crate::report::config_json(&config, runtime.routes.routes())
+        );
+        return ExitCode::SUCCESS;
+    }
     println!("{}: OK", path.display());
     print!("{}", summary(&config));
     println!(

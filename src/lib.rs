@@ -29,6 +29,7 @@
 //! - `detach`   a forward that, dropped unfinished, runs to its end in a task
 //! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
+//! - `report`   `hookgate check --json`: the resolved config as JSON, secrets as sources only
 //! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
 //! - `demo`     the built-in end-to-end demonstration
 //! - `logsink`  log lines to stderr, batched when it is not a terminal
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod replay;
+pub mod report;
 pub mod route;
 pub mod server;
 pub mod sign;

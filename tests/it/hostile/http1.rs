@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::raw::*;
+use super::raw::*;
 use crate::support::{self, Gateway};
 
 const BAD_REQUEST: &str = r#"{"error":"bad_request"}"#;

@@ -1,12 +1,9 @@
 //! The whole path of one webhook through a real gateway, real sockets and a recording upstream.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use http::{Method, StatusCode};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BODY: &[u8] = br#"{"type":"order.created","data":{"id":"ord_1","total":"12.50"}}"#;

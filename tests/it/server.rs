@@ -2,18 +2,17 @@
 //! and unix upstreams, limits under abuse, SIGTERM drain and live reload.
 //! Real sockets, real TLS (certificates made here with rcgen), the real binary
 //! for the signal tests.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::child::{Hookgate, Launch};
+use crate::support::*;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -22,7 +21,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -141,6 +139,24 @@ async fn collect(resp: http::Response<Incoming>) -> Reply {
     }
 }
 
+/// An HTTP/2 client (prior knowledge, or ALPN already agreed) on `io`.
+async fn h2_sender<I>(io: I) -> hyper::client::conn::http2::SendRequest<Full<Bytes>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// The levers route's absolute URI on `addr`'s port under the name `localhost` (HTTP/2 `:authority`).
+fn levers_at(scheme: &str, addr: SocketAddr) -> String {
+    format!("{scheme}://localhost:{}/webhooks/levers", addr.port())
+}
+
 /// Sends one request over HTTP/1.1 on `io` (which stays usable for more).
 async fn h1_sender<I>(io: I) -> hyper::client::conn::http1::SendRequest<Full<Bytes>>
 where
@@ -217,38 +233,88 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {name} not exposed"))
 }
 
+/// A one-route (svix) gateway in front of `upstream` (a URL), `extra` after `[upstream]`.
+async fn svix_gateway(upstream: &str, extra: &str) -> Gateway {
+    Gateway::start(&gateway_toml("", upstream, extra, SVIX_SECRET)).await
+}
+
+/// The `[listen]` lines for a certificate and key.
+fn tls_listen(cert: &Path, key: &Path) -> String {
+    format!("tls_cert = {cert:?}\ntls_key = {key:?}")
+}
+
+/// A svix gateway serving TLS with a leaf of `ca` (files written to `dir`).
+async fn tls_gateway(dir: &Path, ca: &Ca, upstream: &Upstream) -> Gateway {
+    let (cert, key, _) = ca.leaf("gateway");
+    let cert = write(dir, "tls.crt", &cert);
+    let key = write(dir, "tls.key", &key);
+    Gateway::start(&gateway_toml(
+        &tls_listen(&cert, &key),
+        &upstream.url(),
+        "",
+        SVIX_SECRET,
+    ))
+    .await
+}
+
+/// One request over an established connection (HTTP/1.1 or HTTP/2), its reply collected.
+async fn send_over<S: Sender>(sender: &mut S, req: Request<Full<Bytes>>) -> Reply {
+    collect(sender.send(req).await.unwrap()).await
+}
+
+/// hyper's HTTP/1.1 and HTTP/2 client halves, as `send_over` uses them.
+trait Sender {
+    fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> impl std::future::Future<Output = hyper::Result<http::Response<Incoming>>>;
+}
+
+impl Sender for hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> impl std::future::Future<Output = hyper::Result<http::Response<Incoming>>> {
+        self.send_request(req)
+    }
+}
+
+impl Sender for hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> impl std::future::Future<Output = hyper::Result<http::Response<Incoming>>> {
+        self.send_request(req)
+    }
+}
+
+/// A fresh svix delivery with `id` POSTed to `url`.
+async fn deliver(url: &str, id: &str) -> Reply {
+    post(url, &svix(id, BODY), BODY).await
+}
+
 // ---- TLS -------------------------------------------------------------------
 
 #[tokio::test]
 async fn tls_clients_over_http1_and_http2_get_a_genuine_webhook_forwarded_identically() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("hookgate test CA");
-    let (cert, key, _) = ca.leaf("gateway");
-    let cert = write(dir.path(), "tls.crt", &cert);
-    let key = write(dir.path(), "tls.key", &key);
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
-        &upstream.url(),
-        "",
-        SVIX_SECRET,
-    ))
-    .await;
+    let gw = tls_gateway(dir.path(), &ca, &upstream).await;
 
     // HTTP/1.1, negotiated by ALPN.
     let tls = tls_connect(gw.addr, &ca.der, &[b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let mut h1 = h1_sender(tls).await;
     let sent = svix("msg_tls_h1", BODY);
-    let reply = collect(
-        h1.send_request(signed_request(
+    let reply = send_over(
+        &mut h1,
+        signed_request(
             "/webhooks/levers?x=1",
             Some("hooks.example.com"),
             &sent,
             BODY,
-        ))
-        .await
-        .unwrap(),
+        ),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -262,21 +328,11 @@ async fn tls_clients_over_http1_and_http2_get_a_genuine_webhook_forwarded_identi
     // HTTP/2, negotiated by ALPN.
     let tls = tls_connect(gw.addr, &ca.der, &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2_sender(tls).await;
     let sent = svix("msg_tls_h2", BODY);
-    let reply = collect(
-        h2.send_request(signed_request(
-            &format!("https://localhost:{}/webhooks/levers", gw.addr.port()),
-            None,
-            &sent,
-            BODY,
-        ))
-        .await
-        .unwrap(),
+    let reply = send_over(
+        &mut h2,
+        signed_request(&levers_at("https", gw.addr), None, &sent, BODY),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -293,15 +349,9 @@ async fn tls_clients_over_http1_and_http2_get_a_genuine_webhook_forwarded_identi
     // A forged one over TLS is still refused and not forwarded.
     let mut forged = svix("msg_tls_forged", BODY);
     forged[2].1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
-    let reply = collect(
-        h2.send_request(signed_request(
-            &format!("https://localhost:{}/webhooks/levers", gw.addr.port()),
-            None,
-            &forged,
-            BODY,
-        ))
-        .await
-        .unwrap(),
+    let reply = send_over(
+        &mut h2,
+        signed_request(&levers_at("https", gw.addr), None, &forged, BODY),
     )
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -312,30 +362,23 @@ async fn tls_clients_over_http1_and_http2_get_a_genuine_webhook_forwarded_identi
 async fn garbage_and_plaintext_on_the_tls_port_are_counted_and_serving_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("hookgate test CA");
-    let (cert, key, _) = ca.leaf("gateway");
-    let cert = write(dir.path(), "tls.crt", &cert);
-    let key = write(dir.path(), "tls.key", &key);
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
-        &upstream.url(),
-        "",
-        SVIX_SECRET,
-    ))
-    .await;
+    let gw = tls_gateway(dir.path(), &ca, &upstream).await;
     let admin = gw.admin.unwrap();
 
     // Random bytes, a plaintext HTTP request, and a client that connects and vanishes.
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8])
-        .await
-        .unwrap();
+    let mut s = connect_and_write(
+        gw.addr,
+        &[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8],
+    )
+    .await;
     let mut buf = [0u8; 64];
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = connect_and_write(
+        gw.addr,
+        b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
     drop(TcpStream::connect(gw.addr).await.unwrap());
 
@@ -353,10 +396,9 @@ async fn garbage_and_plaintext_on_the_tls_port_are_counted_and_serving_goes_on()
     let tls = tls_connect(gw.addr, &ca.der, &[b"http/1.1"]).await;
     let mut h1 = h1_sender(tls).await;
     let sent = svix("msg_after_garbage", BODY);
-    let reply = collect(
-        h1.send_request(signed_request("/webhooks/levers", Some("x"), &sent, BODY))
-            .await
-            .unwrap(),
+    let reply = send_over(
+        &mut h1,
+        signed_request("/webhooks/levers", Some("x"), &sent, BODY),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -420,7 +462,7 @@ async fn rsa_and_ecdsa_keys_in_pkcs8_pkcs1_and_sec1_are_served() {
         );
         let key_path = write(dir.path(), &format!("{name}.key"), key_pem);
         let gw = Gateway::start(&gateway_toml(
-            &format!("tls_cert = {cert_path:?}\ntls_key = {key_path:?}"),
+            &tls_listen(&cert_path, &key_path),
             &upstream.url(),
             "",
             SVIX_SECRET,
@@ -435,10 +477,9 @@ async fn rsa_and_ecdsa_keys_in_pkcs8_pkcs1_and_sec1_are_served() {
         );
         let mut h1 = h1_sender(tls).await;
         let sent = svix(&format!("msg_{name}"), BODY);
-        let reply = collect(
-            h1.send_request(signed_request("/webhooks/levers", Some("x"), &sent, BODY))
-                .await
-                .unwrap(),
+        let reply = send_over(
+            &mut h1,
+            signed_request("/webhooks/levers", Some("x"), &sent, BODY),
         )
         .await;
         assert_eq!(reply.status, StatusCode::OK, "{name}");
@@ -448,23 +489,13 @@ async fn rsa_and_ecdsa_keys_in_pkcs8_pkcs1_and_sec1_are_served() {
 #[tokio::test]
 async fn plain_http2_with_prior_knowledge_is_served() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml("", &upstream.url(), "", SVIX_SECRET)).await;
+    let gw = svix_gateway(&upstream.url(), "").await;
     let tcp = TcpStream::connect(gw.addr).await.unwrap();
-    let (mut h2, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = h2_sender(tcp).await;
     let sent = svix("msg_h2c", BODY);
-    let reply = collect(
-        h2.send_request(signed_request(
-            &format!("http://localhost:{}/webhooks/levers", gw.addr.port()),
-            None,
-            &sent,
-            BODY,
-        ))
-        .await
-        .unwrap(),
+    let reply = send_over(
+        &mut h2,
+        signed_request(&levers_at("http", gw.addr), None, &sent, BODY),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -481,7 +512,7 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_at_startup() {
     let key = write(dir.path(), "tls.key", &other_key);
     let config = hookgate::config::parse(
         &gateway_toml(
-            &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
+            &tls_listen(&cert, &key),
             "http://127.0.0.1:9",
             "",
             SVIX_SECRET,
@@ -558,12 +589,10 @@ async fn https_upstream_with_a_private_ca_receives_identical_bytes() {
         });
     }
     let ca_file = write(dir.path(), "ca.pem", &ca.pem);
-    let gw = Gateway::start(&gateway_toml(
-        "",
+    let gw = svix_gateway(
         &format!("https://localhost:{port}"),
         &format!("ca_file = {ca_file:?}"),
-        SVIX_SECRET,
-    ))
+    )
     .await;
     let sent = svix("msg_https_up", BODY);
     let reply = post(&gw.url("/webhooks/levers?q=1"), &sent, BODY).await;
@@ -576,19 +605,8 @@ async fn https_upstream_with_a_private_ca_receives_identical_bytes() {
     assert!(alpn.lock().unwrap()[0].is_some(), "ALPN offered upstream");
 
     // Without the private CA the application's certificate is not trusted: 502, nothing sent.
-    let gw2 = Gateway::start(&gateway_toml(
-        "",
-        &format!("https://localhost:{port}"),
-        "",
-        SVIX_SECRET,
-    ))
-    .await;
-    let reply = post(
-        &gw2.url("/webhooks/levers"),
-        &svix("msg_untrusted", BODY),
-        BODY,
-    )
-    .await;
+    let gw2 = svix_gateway(&format!("https://localhost:{port}"), "").await;
+    let reply = deliver(&gw2.url("/webhooks/levers"), "msg_untrusted").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert_eq!(reply.text(), r#"{"error":"upstream_unavailable"}"#);
     assert_eq!(log.lock().unwrap().len(), 1);
@@ -638,6 +656,13 @@ async fn unix_socket_upstream_receives_identical_bytes() {
 
 // ---- limits ----------------------------------------------------------------
 
+/// A raw connection to `addr` that has already sent `bytes`.
+async fn connect_and_write(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s
+}
+
 /// Reads until the peer closes or answers; `Some(bytes)` once it did either.
 async fn closed_or_answered(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 4096];
@@ -651,13 +676,7 @@ async fn closed_or_answered(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
 #[tokio::test]
 async fn slowloris_is_cut_off_by_header_timeout_while_others_are_served() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        "",
-        &upstream.url(),
-        "[limits]\nheader_timeout = \"2s\"",
-        SVIX_SECRET,
-    ))
-    .await;
+    let gw = svix_gateway(&upstream.url(), "[limits]\nheader_timeout = \"2s\"").await;
     let addr = gw.addr;
 
     let slow = tokio::spawn(async move {
@@ -678,10 +697,9 @@ async fn slowloris_is_cut_off_by_header_timeout_while_others_are_served() {
     // Meanwhile others are served.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for i in 0..2 {
-        let reply = post(
+        let reply = deliver(
             &gw.url("/webhooks/levers"),
-            &svix(&format!("msg_during_slowloris_{i}"), BODY),
-            BODY,
+            &format!("msg_during_slowloris_{i}"),
         )
         .await;
         assert_eq!(reply.status, StatusCode::OK);
@@ -702,13 +720,7 @@ async fn slowloris_is_cut_off_by_header_timeout_while_others_are_served() {
 #[tokio::test]
 async fn a_connection_that_never_speaks_is_closed_after_header_timeout() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        "",
-        &upstream.url(),
-        "[limits]\nheader_timeout = \"1s\"",
-        SVIX_SECRET,
-    ))
-    .await;
+    let gw = svix_gateway(&upstream.url(), "[limits]\nheader_timeout = \"1s\"").await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     let got = closed_or_answered(&mut s, Duration::from_secs(15)).await;
     assert_eq!(got, Some(Vec::new()), "closed without a word");
@@ -717,25 +729,22 @@ async fn a_connection_that_never_speaks_is_closed_after_header_timeout() {
 #[tokio::test]
 async fn too_many_or_too_large_headers_get_431() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        "",
+    let gw = svix_gateway(
         &upstream.url(),
         "[limits]\nmax_headers = 20\nmax_header_bytes = \"8KiB\"",
-        SVIX_SECRET,
-    ))
+    )
     .await;
     let many: String = (0..40).map(|i| format!("x-h{i}: v\r\n")).collect();
     let large = format!("x-big: {}\r\n", "a".repeat(16 << 10));
     for extra in [many, large] {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(
+        let mut s = connect_and_write(
+            gw.addr,
             format!(
                 "POST /webhooks/levers HTTP/1.1\r\nhost: x\r\n{extra}content-length: 0\r\n\r\n"
             )
             .as_bytes(),
         )
-        .await
-        .unwrap();
+        .await;
         let answer = closed_or_answered(&mut s, Duration::from_secs(10))
             .await
             .unwrap();
@@ -755,13 +764,7 @@ async fn a_flood_beyond_max_inflight_gets_503_then_normal_service_resumes() {
         delay: Duration::from_secs(3),
         ..Answer::default()
     });
-    let gw = Gateway::start(&gateway_toml(
-        "",
-        &upstream.url(),
-        "[limits]\nmax_inflight = 2",
-        SVIX_SECRET,
-    ))
-    .await;
+    let gw = svix_gateway(&upstream.url(), "[limits]\nmax_inflight = 2").await;
     let url = gw.url("/webhooks/levers");
     let flood: Vec<_> = (0..10)
         .map(|i| {
@@ -800,29 +803,23 @@ async fn a_flood_beyond_max_inflight_gets_503_then_normal_service_resumes() {
 #[tokio::test]
 async fn clients_that_only_declare_large_bodies_do_not_take_the_budget() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        "",
+    let gw = svix_gateway(
         &upstream.url(),
         "[limits]\nmax_body = \"64KiB\"\nmax_buffered = \"100KiB\"\nbody_timeout = \"30s\"",
-        SVIX_SECRET,
-    ))
+    )
     .await;
     // Ten idle clients declare 50KiB each (five times the budget) and send nothing;
     // were declarations reserved, the first two would hold all of it.
     let mut idle = Vec::new();
     for _ in 0..10 {
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: 51200\r\n\r\n")
-            .await
-            .unwrap();
+        let s = connect_and_write(
+            gw.addr,
+            b"POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: 51200\r\n\r\n",
+        )
+        .await;
         idle.push(s);
     }
-    let reply = post(
-        &gw.url("/webhooks/levers"),
-        &svix("msg_past_idle", BODY),
-        BODY,
-    )
-    .await;
+    let reply = deliver(&gw.url("/webhooks/levers"), "msg_past_idle").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(upstream.count(), 1);
     drop(idle);
@@ -831,12 +828,10 @@ async fn clients_that_only_declare_large_bodies_do_not_take_the_budget() {
 #[tokio::test]
 async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        "",
+    let gw = svix_gateway(
         &upstream.url(),
         "[limits]\nmax_body = \"64KiB\"\nmax_buffered = \"100KiB\"\nbody_timeout = \"30s\"",
-        SVIX_SECRET,
-    ))
+    )
     .await;
     let admin = gw.admin.unwrap();
     let budget = 100.0 * 1024.0;
@@ -849,15 +844,14 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
     let mut refused = 0;
     for _ in 0..6 {
         let before = metric(admin, "hookgate_buffered_bytes").await;
-        let mut s = TcpStream::connect(gw.addr).await.unwrap();
-        s.write_all(
+        let mut s = connect_and_write(
+            gw.addr,
             format!(
                 "POST /webhooks/levers HTTP/1.1\r\nhost: x\r\ncontent-length: {declared}\r\n\r\n"
             )
             .as_bytes(),
         )
-        .await
-        .unwrap();
+        .await;
         s.write_all(&vec![b'a'; declared / 2]).await.unwrap();
         // Either hookgate answers (refused), or this body's reservation shows
         // in the gauge (held while it waits for the rest).
@@ -925,12 +919,7 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(held, 0.0);
-    let reply = post(
-        &gw.url("/webhooks/levers"),
-        &svix("msg_after_budget", BODY),
-        BODY,
-    )
-    .await;
+    let reply = deliver(&gw.url("/webhooks/levers"), "msg_after_budget").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(upstream.count(), 1);
 }
@@ -938,12 +927,10 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
 #[tokio::test]
 async fn max_connections_caps_open_connections_and_frees_slots() {
     let upstream = Upstream::start().await;
-    let gw = Gateway::start(&gateway_toml(
-        "",
+    let gw = svix_gateway(
         &upstream.url(),
         "[limits]\nmax_connections = 2\nheader_timeout = \"30s\"",
-        SVIX_SECRET,
-    ))
+    )
     .await;
     let admin = gw.admin.unwrap();
     // Two idle connections take both slots (the kernel still completes more
@@ -1013,12 +1000,7 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_broken_one_is_r
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     let (gw, _) = start_from_file(
         dir.path(),
-        &gateway_toml(
-            &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
-            &upstream.url(),
-            "",
-            SVIX_SECRET,
-        ),
+        &gateway_toml(&tls_listen(&cert, &key), &upstream.url(), "", SVIX_SECRET),
     )
     .await;
     let addr = gw.addr;
@@ -1044,10 +1026,9 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_broken_one_is_r
 
     // The connection opened before the rotation still works.
     let sent = svix("msg_across_rotation", BODY);
-    let reply = collect(
-        open.send_request(signed_request("/webhooks/levers", Some("x"), &sent, BODY))
-            .await
-            .unwrap(),
+    let reply = send_over(
+        &mut open,
+        signed_request("/webhooks/levers", Some("x"), &sent, BODY),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -1069,101 +1050,6 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_broken_one_is_r
 
 // ---- the real binary: SIGTERM drain, SIGHUP reload -------------------------
 
-/// `hookgate run` as a child process, with its JSON log collected.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn start(config: &Path) -> Proc {
-        Self::start_with(config, None)
-    }
-
-    /// Starts the binary, optionally with a lower file descriptor limit.
-    fn start_with(config: &Path, max_fds: Option<u32>) -> Proc {
-        let mut command = match max_fds {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}"))
-                    .arg(env!("CARGO_BIN_EXE_hookgate"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_hookgate")),
-        };
-        let mut child = command
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("HOOKGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("hookgate listening") {
-                        let _ = tx.send(line.clone());
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("hookgate did not start");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let addr = v["addr"].as_str().unwrap().parse().unwrap();
-        let admin = v["admin"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("Some(")
-            .trim_end_matches(')')
-            .parse()
-            .unwrap();
-        Proc {
-            child,
-            addr,
-            admin,
-            log,
-        }
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, sig).unwrap();
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    /// Waits up to 30 s for the process to exit.
-    async fn exit_code(&mut self) -> Option<i32> {
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("hookgate did not exit");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -1184,14 +1070,14 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
             SVIX_SECRET,
         ),
     );
-    let mut proc = Proc::start(&config);
-    let url = format!("http://{}/webhooks/levers", proc.addr);
+    let mut proc = Hookgate::start(&config).await;
+    let url = proc.url("/webhooks/levers");
     let in_flight = tokio::spawn(async move { post(&url, &svix("msg_drain", BODY), BODY).await });
     eventually(|| upstream.count() == 1).await;
 
     proc.signal(nix::sys::signal::Signal::SIGTERM);
     // Admin stays up while draining, and says so.
-    let admin = proc.admin;
+    let admin = proc.admin.unwrap();
     eventually_async(|| async move {
         let r = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"").await;
         r.status == StatusCode::SERVICE_UNAVAILABLE && r.text() == "draining\n"
@@ -1221,8 +1107,8 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
         "hookgate.toml",
         &toml(&format!("file:{}", secret_file.display())),
     );
-    let proc = Proc::start(&config);
-    let url = format!("http://{}/webhooks/levers", proc.addr);
+    let proc = Hookgate::start(&config).await;
+    let url = proc.url("/webhooks/levers");
     let new_secret = SVIX_SECRET_OLD;
     let with = |secret: &str, id: &str| svix_headers(secret, id, now_secs(), BODY, "svix-");
 
@@ -1246,14 +1132,7 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
         async move { post(&url, &h, BODY).await.status == StatusCode::OK }
     })
     .await;
-    let log = proc.log.clone();
-    eventually(|| {
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("SIGHUP: reloading"))
-    })
-    .await;
+    proc.wait_logged("SIGHUP: reloading").await;
     assert_eq!(
         post(&url, &with(SVIX_SECRET, "m4"), BODY).await.status,
         StatusCode::UNAUTHORIZED,
@@ -1263,24 +1142,17 @@ async fn sighup_reloads_a_new_secret_and_a_broken_config_keeps_the_old_one() {
     // A broken config: rejected, reported, and the previous one keeps serving.
     std::fs::write(&config, "[listen]\naddr = \"127.0.0.1:0\"\n[upstreem]\n").unwrap();
     proc.signal(nix::sys::signal::Signal::SIGHUP);
-    let admin = proc.admin;
+    let admin = proc.admin.unwrap();
     eventually_async(|| async move {
         metric(admin, "hookgate_config_reloads_total{result=\"failure\"}").await >= 1.0
     })
     .await;
-    let log = proc.log.clone();
-    eventually(|| {
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("reload failed"))
-    })
-    .await;
+    proc.wait_logged("reload failed").await;
     assert_eq!(
         post(&url, &with(new_secret, "m5"), BODY).await.status,
         StatusCode::OK
     );
-    let admin = proc.admin;
+    let admin = proc.admin.unwrap();
     let ready = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"").await;
     assert_eq!(ready.status, StatusCode::OK);
 }
@@ -1328,7 +1200,14 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
         &gateway_toml("", &upstream.url(), "", SVIX_SECRET),
     );
     // The gateway gets 64 file descriptors; the flood below needs more.
-    let mut proc = Proc::start_with(&config, Some(64));
+    let mut proc = Hookgate::launch(
+        &config,
+        Launch {
+            max_fds: Some(64),
+            ..Launch::default()
+        },
+    )
+    .await;
     let mut flood = Vec::new();
     for _ in 0..120 {
         // The kernel completes these handshakes into the listen backlog
@@ -1339,21 +1218,14 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
             flood.push(s);
         }
     }
-    let log = proc.log.clone();
-    eventually(|| {
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("accept failed"))
-    })
-    .await;
+    proc.wait_logged("accept failed").await;
     drop(flood);
 
     // Once the flood's connections are gone the gateway serves again, and says what happened.
-    let url = format!("http://{}/webhooks/levers", proc.addr);
+    let url = proc.url("/webhooks/levers");
     let reply = post(&url, &svix("msg_after_emfile", BODY), BODY).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let errors = metric(proc.admin, "hookgate_accept_errors_total").await;
+    let errors = metric(proc.admin.unwrap(), "hookgate_accept_errors_total").await;
     eprintln!("accept errors counted: {errors}");
     assert!(errors >= 1.0);
     assert!(proc.logged("Too many open files"));
@@ -1373,7 +1245,7 @@ fn unusable_tls_files_stop_startup_with_exit_code_2_naming_the_field() {
     let cases = [
         (
             gateway_toml(
-                &format!("tls_cert = {cert:?}\ntls_key = {key:?}"),
+                &tls_listen(&cert, &key),
                 "http://127.0.0.1:9",
                 "",
                 SVIX_SECRET,

@@ -4,184 +4,19 @@
 //! persistence) and stops it on drop. Several hookgates share it, as sidecars
 //! of one application's replicas would, and share one recording upstream, so
 //! "reached the application" is counted once for all of them.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::child::{Hookgate, Launch};
+use crate::support::redis::{free_port, Redis};
+use crate::support::*;
 use http::{Method, StatusCode};
-use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const BODY: &[u8] = br#"{"type":"invoice.paid","data":{"id":"inv_42"}}"#;
 const ROUTE: &str = "/webhooks/levers";
-
-/// A free loopback port: bound, read, released (the kernel does not hand it out again at once).
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A real redis-server on 127.0.0.1, killed when dropped.
-struct Redis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    /// Serve TLS only (`rediss://`), with the CA in `dir/ca.pem`.
-    tls: bool,
-    /// `requirepass`, and in the URL.
-    password: Option<&'static str>,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        Self::start_on(free_port()).await
-    }
-
-    async fn start_on(port: u16) -> Redis {
-        let mut r = Redis {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            tls: false,
-            password: None,
-        };
-        r.spawn().await;
-        r
-    }
-
-    /// A TLS-only server whose certificate (for 127.0.0.1) a fresh private CA signed.
-    async fn start_tls() -> Redis {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key))
-            .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
-        let mut r = Redis {
-            port: free_port(),
-            dir,
-            child: None,
-            tls: true,
-            password: None,
-        };
-        r.spawn().await;
-        r
-    }
-
-    async fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        if self.tls {
-            let file = |name: &str| self.dir.path().join(name);
-            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
-                .arg("--tls-cert-file")
-                .arg(file("server.pem"))
-                .arg("--tls-key-file")
-                .arg(file("server.key"))
-                .arg("--tls-ca-cert-file")
-                .arg(file("ca.pem"))
-                .args(["--tls-auth-clients", "no"]);
-        } else {
-            cmd.args(["--port", &self.port.to_string()]);
-        }
-        if let Some(pw) = self.password {
-            cmd.args(["--requirepass", pw]);
-        }
-        let child = cmd
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server not found: install it (.ci/run does: apt-get install redis-server)",
-            );
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.pong().await {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// PING over a raw socket, so the tests do not trust the client under test
-    /// (over TLS: the port accepting connections is enough).
-    async fn pong(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        if self.tls {
-            return true;
-        }
-        let (ask, want) = match self.password {
-            Some(pw) => (format!("AUTH {pw}\r\nPING\r\n"), "+OK\r\n+PONG\r\n"),
-            None => ("PING\r\n".to_string(), "+PONG\r\n"),
-        };
-        if s.write_all(ask.as_bytes()).await.is_err() {
-            return false;
-        }
-        let mut buf = vec![0u8; want.len()];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await,
-            Ok(Ok(_)) if buf == want.as_bytes()
-        )
-    }
-
-    fn url(&self) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
-        let auth = self
-            .password
-            .map(|pw| format!(":{pw}@"))
-            .unwrap_or_default();
-        format!("{scheme}://{auth}127.0.0.1:{}/0", self.port)
-    }
-
-    /// Kills the server (its data is gone: no persistence).
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: it keeps its
-    /// connections and data, and runs what was queued once thawed.
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let child = self.child.as_ref().expect("redis is running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-        nix::sys::signal::kill(pid, signal).unwrap();
-    }
-
-    /// A fresh server on the same port.
-    async fn restart(&mut self) {
-        self.stop();
-        self.spawn().await;
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn redis_config(upstream: &Upstream, redis: &Redis, on_error: &str) -> String {
     config(
@@ -383,7 +218,7 @@ async fn redis_down_with_reject_answers_503_forwards_nothing_and_recovers_withou
     let gw = Gateway::start(&redis_config(&app, &redis, "reject")).await;
     assert_eq!(deliver(&gw, "msg_before").await.status, StatusCode::OK);
 
-    redis.stop();
+    redis.kill();
     for i in 0..3 {
         let r = deliver(&gw, &format!("msg_during_{i}")).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -433,7 +268,7 @@ async fn redis_down_with_allow_forwards_unchecked_and_counts_it() {
     assert_eq!(deliver(&gw, "msg_ok").await.status, StatusCode::OK);
     assert!(is_duplicate(&deliver(&gw, "msg_ok").await));
 
-    redis.stop();
+    redis.kill();
     let before = metric(&gw, "hookgate_replay_store_errors_total{op=\"claim\"}").await;
     // No replay check while Redis is away: that is what `allow` trades.
     for _ in 0..2 {
@@ -486,7 +321,7 @@ async fn with_allow_readiness_still_waits_for_the_first_answer_from_redis() {
         assert!(Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    redis.stop();
+    redis.kill();
     assert_eq!(readyz(&gw).await, StatusCode::OK);
     assert!(metric(&gw, "hookgate_replay_store_errors_total{op=\"ping\"}").await >= 1.0);
 }
@@ -521,83 +356,19 @@ async fn hookgate_starts_while_redis_is_down_and_becomes_ready_when_it_answers()
     assert_accepted_ids_reached_app_once(&app, &["msg_early"]);
 }
 
-/// The real binary, so that it can be SIGKILLed mid-request.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Process {
-    async fn start(dir: &Path, toml: &str) -> Process {
-        Self::start_with_env(dir, toml, &[]).await
-    }
-
-    async fn start_with_env(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Process {
-        let (port, admin) = (free_port(), free_port());
-        let toml = toml
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
-            .replacen("127.0.0.1:0", &format!("127.0.0.1:{admin}"), 1);
-        let path = dir.join("hookgate.toml");
-        std::fs::write(&path, toml).unwrap();
-        let log = std::fs::File::create(dir.join("hookgate.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .envs(env.iter().copied())
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let ready = format!("http://127.0.0.1:{admin}/readyz");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Empty<bytes::Bytes>>();
-            if let Ok(Ok(r)) =
-                tokio::time::timeout(Duration::from_secs(2), client.get(ready.parse().unwrap()))
-                    .await
-            {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hookgate binary never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Process {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-}
-
-impl Process {
-    /// Stops it as an orchestrator does (SIGTERM) and waits for its exit,
-    /// which writes out the log lines still batched (a SIGKILL loses them).
-    fn terminate(mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "hookgate did not exit on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real binary (so that it can be SIGKILLed mid-request) from `toml`, once `/readyz` says
+/// it reaches Redis.
+async fn process(dir: &Path, toml: &str, env: &[(&str, &str)]) -> Hookgate {
+    let path = dir.join("hookgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    let launch = Launch {
+        env: env.collect(),
+        ..Launch::default()
+    };
+    let gw = Hookgate::launch(&path, launch).await;
+    gw.wait_ready().await;
+    gw
 }
 
 #[tokio::test]
@@ -610,7 +381,7 @@ async fn a_hookgate_killed_mid_request_blocks_the_id_only_until_its_lease_lapses
     // would release the claim first.
     let toml = redis_config(&app, &redis, "reject").replace("timeout = \"2s\"", "timeout = \"5s\"");
     assert!(toml.contains("timeout = \"5s\""));
-    let mut doomed = Process::start(dir.path(), &toml).await;
+    let mut doomed = process(dir.path(), &toml, &[]).await;
     let survivor = Gateway::start(&toml).await;
 
     app.answer_with(Answer {
@@ -637,8 +408,7 @@ async fn a_hookgate_killed_mid_request_blocks_the_id_only_until_its_lease_lapses
     });
     eventually(|| app.count() == 1).await;
     let killed_at = Instant::now();
-    doomed.child.kill().unwrap();
-    doomed.child.wait().unwrap();
+    doomed.kill9();
     assert!(
         lost.await.unwrap().is_err(),
         "the provider saw the connection die"
@@ -785,14 +555,13 @@ fn the_redis_example_config_checks() {
 async fn the_redis_password_never_reaches_the_logs_even_at_trace() {
     const PW: &str = "redis-pass-Zq8w1x";
     let mut redis = Redis::start_on(free_port()).await;
-    redis.stop();
     redis.password = Some(PW);
-    redis.spawn().await;
+    redis.restart().await;
     let app = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let toml = redis_config(&app, &redis, "reject");
     assert!(toml.contains(PW));
-    let gw = Process::start_with_env(
+    let gw = process(
         dir.path(),
         &toml,
         &[("HOOKGATE_LOG", "trace"), ("NO_COLOR", "1")],
@@ -811,8 +580,9 @@ async fn the_redis_password_never_reaches_the_logs_even_at_trace() {
         assert!(Instant::now() < deadline, "no recovery");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    gw.terminate();
-    let log = std::fs::read_to_string(dir.path().join("hookgate.log")).unwrap();
+    let mut gw = gw;
+    gw.terminate(Duration::from_secs(30)).await.unwrap();
+    let log = gw.log_text();
     assert!(log.contains("msg_pw"), "the request lines are there: {log}");
     assert!(log.contains("TRACE"), "trace level was on");
     assert!(!log.contains(PW), "the Redis password leaked into the log");
@@ -821,9 +591,8 @@ async fn the_redis_password_never_reaches_the_logs_even_at_trace() {
 #[tokio::test]
 async fn recovers_after_redis_came_back_refusing_hookgate_for_a_while() {
     let mut redis = Redis::start_on(free_port()).await;
-    redis.stop();
     redis.password = Some("the-right-one");
-    redis.spawn().await;
+    redis.restart().await;
     let app = Upstream::start().await;
     let gw = Gateway::start(&redis_config(&app, &redis, "reject")).await;
     assert_eq!(deliver(&gw, "msg_auth_1").await.status, StatusCode::OK);
@@ -832,9 +601,8 @@ async fn recovers_after_redis_came_back_refusing_hookgate_for_a_while() {
     // fails, and the connection attempts fail at AUTH, not at the socket.
     let gw_url = redis_config(&app, &redis, "reject");
     assert!(gw_url.contains("the-right-one"));
-    redis.stop();
     redis.password = Some("a-wrong-one");
-    redis.spawn().await;
+    redis.restart().await;
     for i in 0..5 {
         let r = deliver(&gw, &format!("msg_auth_during_{i}")).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
@@ -843,9 +611,8 @@ async fn recovers_after_redis_came_back_refusing_hookgate_for_a_while() {
     assert_eq!(readyz(&gw).await, StatusCode::SERVICE_UNAVAILABLE);
 
     // Fixed: hookgate must get back on its own, without a restart.
-    redis.stop();
     redis.password = Some("the-right-one");
-    redis.spawn().await;
+    redis.restart().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while deliver(&gw, "msg_auth_2").await.status != StatusCode::OK {
         assert!(Instant::now() < deadline, "stuck after Redis was fixed");

@@ -21,9 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::app::Arrival;
-use crate::provider::{Attempt, Delivery, Hangup, Outcome, Route, VIA};
-use crate::timeline::{Fault, Timeline, Window};
+use super::app::Arrival;
+use super::provider::{Attempt, Delivery, Hangup, Outcome, Route, VIA};
+use super::timeline::{Fault, Timeline, Window};
 
 pub struct Input<'a> {
     pub deliveries: &'a [Delivery],
@@ -358,8 +358,8 @@ fn table(input: &Input<'_>, c: &Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Mode;
-    use crate::provider::plan;
+    use crate::faults::app::Mode;
+    use crate::faults::provider::plan;
 
     fn attempt(delivery: u64, sent: Instant, status: u16) -> Attempt {
         Attempt {

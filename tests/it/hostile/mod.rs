@@ -2,10 +2,6 @@
 //! ambiguity cases and memory under floods, each checked against a raw-bytes
 //! recording upstream: nothing unverified reaches the app, and what does is
 //! byte-identical to what was signed.
-#![allow(clippy::unwrap_used)]
-
-#[path = "../support/mod.rs"]
-mod support;
 
 mod frames;
 mod http1;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-use crate::raw::*;
+use super::raw::*;
 
 /// What an HTTP/2 request got: the status and body, or the stream/connection error.
 pub type H2Reply = Result<(u16, Vec<u8>), h2::Error>;

@@ -1,5 +1,9 @@
 //! Test support: a recording upstream, a gateway started from TOML text, an HTTP client, signers.
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(dead_code)]
+
+pub mod alone;
+pub mod child;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -142,6 +146,7 @@ pub struct Gateway {
     pub running: hookgate::app::Running,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    _shared: alone::Shared,
 }
 
 impl Gateway {
@@ -156,8 +161,10 @@ impl Gateway {
             &hookgate::config::Env::Process,
         )
         .unwrap();
+        let shared = alone::shared();
         let running = hookgate::app::start(&config, clock).await.unwrap();
         Gateway {
+            _shared: shared,
             addr: running.addr,
             admin: running.admin_addr,
             running,

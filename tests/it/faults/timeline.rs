@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::app::{App, Mode};
-use crate::procs::{GateConfig, Hookgate, Redis, Variant};
-use crate::provider::{Provider, VIA};
+use super::app::{App, Mode};
+use super::procs::{GateConfig, Hookgate, Redis, Variant};
+use super::provider::{Provider, VIA};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Fault {

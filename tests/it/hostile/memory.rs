@@ -2,10 +2,7 @@
 //! idle RSS + `max_buffered` + 16 MiB whatever clients declare, and a genuine
 //! delivery during the flood is served.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +10,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::child::Hookgate;
 use crate::support::{self, levanta_headers, post, Upstream, LEVANTA_SECRET};
 
 const MIB: u64 = 1 << 20;
@@ -20,78 +18,12 @@ const SLACK: u64 = 16 * MIB;
 /// The shipped Kubernetes config's `max_body` (deploy/kubernetes/base/hookgate.toml).
 const MAX_BODY: u64 = 25 * MIB;
 
-/// `hookgate run` as a child process.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    fn start(config: &Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("HOOKGATE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("hookgate listening") {
-                    let _ = tx.send(line.clone());
-                }
-                seen.lock().unwrap().push(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("hookgate did not start: {:?}", log.lock().unwrap()));
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let addr = v["addr"].as_str().unwrap().parse().unwrap();
-        Proc { child, addr }
-    }
-
-    /// A `/proc/PID/status` field, in bytes.
-    fn status(&self, field: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{field} not in /proc status"));
-        kb * 1024
-    }
-
-    /// Resets VmHWM to the current RSS (`clear_refs` 5), so the peak measured
-    /// is the flood's, not startup's.
-    fn reset_peak(&self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the binary in front of `upstream` with `limits`, warms it up with
 /// one genuine delivery and returns it with its idle RSS.
-async fn start(dir: &Path, upstream: &Upstream, limits: &str) -> (Proc, u64) {
+async fn start(dir: &Path, upstream: &Upstream, limits: &str) -> (Hookgate, u64) {
     let path = dir.join("hookgate.toml");
     std::fs::write(&path, support::config(upstream, limits)).unwrap();
-    let proc = Proc::start(&path);
+    let proc = Hookgate::start(&path).await;
     genuine(&proc, "warm-up").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = proc.status("VmRSS");
@@ -100,7 +32,7 @@ async fn start(dir: &Path, upstream: &Upstream, limits: &str) -> (Proc, u64) {
 }
 
 /// A genuine Levanta delivery; its status.
-async fn genuine(proc: &Proc, tag: &str) -> StatusCode {
+async fn genuine(proc: &Hookgate, tag: &str) -> StatusCode {
     let body = format!(
         r#"{{"type":"memory","tag":"{tag}","at":{}}}"#,
         support::now_secs()
@@ -114,7 +46,7 @@ async fn genuine(proc: &Proc, tag: &str) -> StatusCode {
     reply.status
 }
 
-fn assert_within(proc: &Proc, idle: u64, budget: u64, case: &str) {
+fn assert_within(proc: &Hookgate, idle: u64, budget: u64, case: &str) {
     let peak = proc.status("VmHWM");
     let mib = |b: u64| b as f64 / MIB as f64;
     eprintln!(
@@ -290,7 +222,7 @@ async fn memory_stays_bounded_when_200_http2_streams_declare_max_body_and_send_t
 
 #[tokio::test]
 async fn memory_stays_bounded_under_http2_continuation_floods() {
-    use crate::frames::{self, Conn};
+    use super::frames::{self, Conn};
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start().await;
     let budget = 32 * MIB;

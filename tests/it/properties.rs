@@ -2,7 +2,7 @@
 //! single bit of the body, the signature header or the timestamp makes verification fail.
 //!
 //! Twilio (signs decoded form parameters, not bytes), GitLab (a token signs nothing) and Linear
-//! (the timestamp lives in a JSON body) are covered by their own tests in tests/providers.rs, and
+//! (the timestamp lives in a JSON body) are covered by their own tests in tests/it/providers.rs, and
 //! Mailgun (its signature lives in the body, which it does not sign) by src/verify's unit tests.
 #![allow(clippy::unwrap_used)]
 

@@ -1,6 +1,5 @@
 //! Official signature vectors (tests/fixtures/official.json, each with its source) against the engine,
 //! through the built-in providers and through the same providers written as generic `hmac` schemes.
-#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

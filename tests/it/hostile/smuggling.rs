@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::frames::{self, Conn, Outcome};
-use crate::raw::*;
+use super::frames::{self, Conn, Outcome};
+use super::raw::*;
 use crate::support::Gateway;
 
 /// One gateway, one recording app, and every delivery signed so far (each may

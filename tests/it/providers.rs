@@ -2,16 +2,13 @@
 //! tampered, wrong-secret, stale and unsigned ones get 401 and never reach the application.
 //! Also `hookgate sign` (the binary, headers and `--curl`), the generic `hmac` scheme, shadow
 //! mode, and the config lint of provider routes.
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
+use crate::support::*;
 use hookgate::verify::{providers, Message, Verifier};
 use http::{Method, StatusCode};
-use support::*;
 
 const PUBLIC: &str = "https://hooks.example.com";
 

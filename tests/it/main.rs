@@ -1,0 +1,29 @@
+//! The one integration test binary: every suite is a module here, so the crate and the shared
+//! helpers in `support` compile once.
+//!
+//! - `gateway`, `providers`, `vectors`, `properties`: one webhook's path, every provider, the
+//!   official vectors and property tests over the engine
+//! - `server`, `observability`, `redis_store`: TLS, limits, signals and reload; metrics and logs;
+//!   the Redis replay store across replicas
+//! - `check_json`: `hookgate check --json` as a deploy check reads it, secrets never in it
+//! - `hostile`: the hostile-input suite (raw HTTP/1.1 bytes, raw HTTP/2 frames, smuggling, memory)
+//! - `faults`: the fault-injection suite (short run here; the full run is `--ignored`)
+//! - `support`: the recording upstream, in-process gateways, child processes (hookgate, redis-server), signers
+//!
+//! Run one suite with a filter: `cargo test --test it server::`. proptest reads and writes the
+//! property tests' regressions in `tests/proptest-regressions/properties.txt` (it takes `tests/it`,
+//! which holds `main.rs`, for the crate root and keeps them beside it).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod check_json;
+mod faults;
+mod gateway;
+mod hostile;
+mod observability;
+mod properties;
+mod providers;
+mod redis_store;
+mod server;
+mod vectors;
