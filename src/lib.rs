@@ -20,11 +20,13 @@
 //! - `admin`    `/metrics`, `/healthz`, `/readyz` on the admin port
 //! - `proxy`    one request: route -> body -> verify -> replay -> forward, and
 //!   the single place outcomes become responses, metrics and log lines
+//! - `outcome`  each `Reason`'s status and label; each step's error's `Reason`
 //! - `route`    path -> `Route`, built once from `Config`
 //! - `strict`   request shape: one valid `Host`, `chunked` only, guarded
 //!   headers sent once and never named in `Connection`
 //! - `body`     read the body within `max_body` and `body_timeout`
 //! - `verify`   the one signature engine; `verify::providers` is the catalog
+//! - `dedup`    the replay step: a claim's answer for this route; settling it
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU
 //! - `detach`   a forward that, dropped unfinished, runs to its end in a task
 //! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
@@ -39,11 +41,13 @@ pub mod app;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod dedup;
 pub mod demo;
 pub mod detach;
 pub mod forward;
 pub mod logsink;
 pub mod metrics;
+pub mod outcome;
 pub mod proxy;
 pub mod reload;
 pub mod replay;

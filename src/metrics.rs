@@ -4,147 +4,45 @@
 //! request path increments plain counters without hashing label values, and
 //! no request can create a series (an unknown path is `route="unmatched"`).
 
+use enum_map::EnumMap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
-/// The `outcome` label of `hookgate_requests_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Forwarded,
-    Rejected,
-    Duplicate,
-    UpstreamError,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Forwarded,
-        Outcome::Rejected,
-        Outcome::Duplicate,
-        Outcome::UpstreamError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Forwarded => "forwarded",
-            Outcome::Rejected => "rejected",
-            Outcome::Duplicate => "duplicate",
-            Outcome::UpstreamError => "upstream_error",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Every answer hookgate gives itself: the `reason` label and the JSON `error` string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    NoRoute,
-    MethodNotAllowed,
-    BodyTooLarge,
-    Timeout,
-    BadRequest,
-    MissingSignature,
-    InvalidSignature,
-    StaleTimestamp,
-    InFlight,
-    UpstreamUnavailable,
-    UpstreamTimeout,
-    ReplayStoreUnavailable,
-    Overloaded,
-    NotImplemented,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 14] = [
-        Reason::NoRoute,
-        Reason::MethodNotAllowed,
-        Reason::BodyTooLarge,
-        Reason::Timeout,
-        Reason::BadRequest,
-        Reason::MissingSignature,
-        Reason::InvalidSignature,
-        Reason::StaleTimestamp,
-        Reason::InFlight,
-        Reason::UpstreamUnavailable,
-        Reason::UpstreamTimeout,
-        Reason::ReplayStoreUnavailable,
-        Reason::Overloaded,
-        Reason::NotImplemented,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::NoRoute => "no_route",
-            Reason::MethodNotAllowed => "method_not_allowed",
-            Reason::BodyTooLarge => "body_too_large",
-            Reason::Timeout => "timeout",
-            Reason::BadRequest => "bad_request",
-            Reason::MissingSignature => "missing_signature",
-            Reason::InvalidSignature => "invalid_signature",
-            Reason::StaleTimestamp => "stale_timestamp",
-            Reason::InFlight => "in_flight",
-            Reason::UpstreamUnavailable => "upstream_unavailable",
-            Reason::UpstreamTimeout => "upstream_timeout",
-            Reason::ReplayStoreUnavailable => "replay_store_unavailable",
-            Reason::Overloaded => "overloaded",
-            Reason::NotImplemented => "not_implemented",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// The `op` label of the replay store's latency and error metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreOp {
-    Claim,
-    Delivered,
-    Release,
-    Ping,
-}
-
-impl StoreOp {
-    pub const ALL: [StoreOp; 4] = [
-        StoreOp::Claim,
-        StoreOp::Delivered,
-        StoreOp::Release,
-        StoreOp::Ping,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreOp::Claim => "claim",
-            StoreOp::Delivered => "delivered",
-            StoreOp::Release => "release",
-            StoreOp::Ping => "ping",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+mod labels;
+pub use labels::{Outcome, Reason, StoreOp};
 
 /// The replay store's per-operation handles, resolved once (networked stores only).
 #[derive(Clone)]
 pub struct StoreMetrics {
-    duration: Vec<Histogram>,
-    errors: Vec<IntCounter>,
+    duration: EnumMap<StoreOp, Histogram>,
+    errors: EnumMap<StoreOp, IntCounter>,
 }
 
 impl StoreMetrics {
     pub fn observe(&self, op: StoreOp, seconds: f64, ok: bool) {
-        self.duration[op.index()].observe(seconds);
+        self.duration[op].observe(seconds);
         if !ok {
-            self.errors[op.index()].inc();
+            self.errors[op].inc();
         }
+    }
+}
+
+/// Counts one unit of a gauge while it lives: `hookgate_inflight_requests`
+/// stays right even when a client hangs up and hyper drops the request future.
+pub struct GaugeGuard<'a>(&'a IntGauge);
+
+impl<'a> GaugeGuard<'a> {
+    pub fn new(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -179,10 +77,11 @@ pub struct Metrics {
 /// A route's counters, resolved once.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    requests: Vec<IntCounter>,
-    rejections: Vec<IntCounter>,
-    /// Indexed like `Reason::ALL`, then one for `duplicate`.
-    shadow_rejections: Vec<IntCounter>,
+    requests: EnumMap<Outcome, IntCounter>,
+    rejections: EnumMap<Reason, IntCounter>,
+    shadow_rejections: EnumMap<Reason, IntCounter>,
+    /// `reason="duplicate"`: a repeat enforce mode would have answered 200.
+    shadow_duplicates: IntCounter,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     upstream_responses: Vec<IntCounter>,
@@ -191,19 +90,19 @@ pub struct RouteMetrics {
 
 impl RouteMetrics {
     pub fn request(&self, outcome: Outcome) {
-        self.requests[outcome.index()].inc();
+        self.requests[outcome].inc();
     }
 
     pub fn rejection(&self, reason: Reason) {
-        self.rejections[reason.index()].inc();
+        self.rejections[reason].inc();
     }
 
     /// A `mode = "shadow"` route let through what enforce mode would have
     /// answered itself (`None`: a duplicate it would have answered 200).
     pub fn shadow_rejection(&self, reason: Option<Reason>) {
-        let i = reason.map_or(Reason::ALL.len(), Reason::index);
-        if let Some(c) = self.shadow_rejections.get(i) {
-            c.inc();
+        match reason {
+            Some(reason) => self.shadow_rejections[reason].inc(),
+            None => self.shadow_duplicates.inc(),
         }
     }
 
@@ -233,6 +132,25 @@ fn must<T>(r: prometheus::Result<T>) -> T {
     }
 }
 
+/// Creates a family and registers it in `registry`.
+fn registered<C>(registry: &Registry, made: prometheus::Result<C>) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    let c = must(made);
+    must(registry.register(Box::new(c.clone())));
+    c
+}
+
+/// Request and upstream latency: 0.5 ms to 25 s.
+const LATENCY: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
+];
+/// A replay store round trip is sub-millisecond on a healthy network.
+const STORE_LATENCY: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -241,180 +159,62 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let buckets = vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            25.0,
-        ];
-        let requests = must(IntCounterVec::new(
-            Opts::new("hookgate_requests_total", "Requests by route and outcome."),
-            &["route", "outcome"],
-        ));
-        let rejections = must(IntCounterVec::new(
-            Opts::new(
-                "hookgate_rejections_total",
-                "Requests hookgate answered itself, by route and reason.",
-            ),
-            &["route", "reason"],
-        ));
-        let shadow_rejections = must(IntCounterVec::new(
-            Opts::new(
-                "hookgate_shadow_rejections_total",
-                "Requests a mode = \"shadow\" route forwarded that enforce mode would have answered itself, by route and reason.",
-            ),
-            &["route", "reason"],
-        ));
-        let request_duration = must(HistogramVec::new(
-            HistogramOpts::new(
-                "hookgate_request_duration_seconds",
-                "Whole request duration, from headers received to response headers sent.",
-            )
-            .buckets(buckets.clone()),
-            &["route"],
-        ));
-        let upstream_duration = must(HistogramVec::new(
-            HistogramOpts::new(
-                "hookgate_upstream_duration_seconds",
-                "Time the application took to answer a forwarded request.",
-            )
-            .buckets(buckets),
-            &["route"],
-        ));
-        let store_duration = must(HistogramVec::new(
-            HistogramOpts::new(
-                "hookgate_replay_store_duration_seconds",
-                "Round trips to the replay store (Redis), by operation, failures included.",
-            )
-            // A store round trip is sub-millisecond on a healthy network.
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5,
-            ]),
-            &["op"],
-        ));
-        let store_errors = must(IntCounterVec::new(
-            Opts::new(
-                "hookgate_replay_store_errors_total",
-                "Replay store (Redis) operations that failed or timed out, by operation.",
-            ),
-            &["op"],
-        ));
-        let upstream_responses = must(IntCounterVec::new(
-            Opts::new(
-                "hookgate_upstream_responses_total",
-                "Application responses by route and status class.",
-            ),
-            &["route", "class"],
-        ));
-        let secret_matches = must(IntCounterVec::new(
-            Opts::new(
-                "hookgate_secret_matches_total",
-                "Which secret of a route's list verified each request (position or name).",
-            ),
-            &["route", "secret"],
-        ));
-        let inflight = must(IntGauge::new(
-            "hookgate_inflight_requests",
-            "Requests being processed now.",
-        ));
-        let replay_entries = must(IntGauge::new(
-            "hookgate_replay_entries",
-            "Ids held by the replay store (memory store).",
-        ));
-        let config_reloads = must(IntCounterVec::new(
-            Opts::new(
-                "hookgate_config_reloads_total",
-                "Configuration reloads by result.",
-            ),
-            &["result"],
-        ));
-        let tls_handshake_errors = must(IntCounter::new(
-            "hookgate_tls_handshake_errors_total",
-            "TLS handshakes that failed.",
-        ));
-        let accept_errors = must(IntCounter::new(
-            "hookgate_accept_errors_total",
-            "Failed accepts on the public listener (e.g. out of file descriptors).",
-        ));
-        let connection_errors = must(IntCounter::new(
-            "hookgate_connection_errors_total",
-            "Public connections that ended with an error (reset, header timeout, bad request).",
-        ));
-        let open_connections = must(IntGauge::new(
-            "hookgate_open_connections",
-            "Public connections open now (limits.max_connections caps it).",
-        ));
-        let buffered_bytes = must(IntGauge::new(
-            "hookgate_buffered_bytes",
-            "Request body bytes held now (limits.max_buffered caps it).",
-        ));
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(rejections.clone()),
-            Box::new(shadow_rejections.clone()),
-            Box::new(request_duration.clone()),
-            Box::new(upstream_duration.clone()),
-            Box::new(upstream_responses.clone()),
-            Box::new(secret_matches.clone()),
-            Box::new(store_duration.clone()),
-            Box::new(store_errors.clone()),
-            Box::new(inflight.clone()),
-            Box::new(replay_entries.clone()),
-            Box::new(config_reloads.clone()),
-            Box::new(tls_handshake_errors.clone()),
-            Box::new(accept_errors.clone()),
-            Box::new(connection_errors.clone()),
-            Box::new(open_connections.clone()),
-            Box::new(buffered_bytes.clone()),
-        ] {
-            must(registry.register(c));
-        }
+        let r = Registry::new();
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            registered(&r, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let histograms = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            registered(&r, HistogramVec::new(opts, labels))
+        };
+        let counter = |name: &str, help: &str| registered(&r, IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| registered(&r, IntGauge::new(name, help));
+        let metrics = Metrics {
+            requests: counters("hookgate_requests_total", "Requests by route and outcome.", &["route", "outcome"]),
+            rejections: counters("hookgate_rejections_total", "Requests hookgate answered itself, by route and reason.", &["route", "reason"]),
+            shadow_rejections: counters("hookgate_shadow_rejections_total", "Requests a mode = \"shadow\" route forwarded that enforce mode would have answered itself, by route and reason.", &["route", "reason"]),
+            request_duration: histograms("hookgate_request_duration_seconds", "Whole request duration, from headers received to response headers sent.", &LATENCY, &["route"]),
+            upstream_duration: histograms("hookgate_upstream_duration_seconds", "Time the application took to answer a forwarded request.", &LATENCY, &["route"]),
+            upstream_responses: counters("hookgate_upstream_responses_total", "Application responses by route and status class.", &["route", "class"]),
+            secret_matches: counters("hookgate_secret_matches_total", "Which secret of a route's list verified each request (position or name).", &["route", "secret"]),
+            store_duration: histograms("hookgate_replay_store_duration_seconds", "Round trips to the replay store (Redis), by operation, failures included.", &STORE_LATENCY, &["op"]),
+            store_errors: counters("hookgate_replay_store_errors_total", "Replay store (Redis) operations that failed or timed out, by operation.", &["op"]),
+            inflight: gauge("hookgate_inflight_requests", "Requests being processed now."),
+            replay_entries: gauge("hookgate_replay_entries", "Ids held by the replay store (memory store)."),
+            config_reloads: counters("hookgate_config_reloads_total", "Configuration reloads by result.", &["result"]),
+            tls_handshake_errors: counter("hookgate_tls_handshake_errors_total", "TLS handshakes that failed."),
+            accept_errors: counter("hookgate_accept_errors_total", "Failed accepts on the public listener (e.g. out of file descriptors)."),
+            connection_errors: counter("hookgate_connection_errors_total", "Public connections that ended with an error (reset, header timeout, bad request)."),
+            open_connections: gauge("hookgate_open_connections", "Public connections open now (limits.max_connections caps it)."),
+            buffered_bytes: gauge("hookgate_buffered_bytes", "Request body bytes held now (limits.max_buffered caps it)."),
+            registry: r.clone(),
+        };
         #[cfg(target_os = "linux")]
-        must(registry.register(Box::new(
+        must(r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         )));
         for result in ["success", "failure"] {
-            config_reloads.with_label_values(&[result]);
+            metrics.config_reloads.with_label_values(&[result]);
         }
-        Metrics {
-            registry,
-            requests,
-            rejections,
-            shadow_rejections,
-            request_duration,
-            upstream_duration,
-            upstream_responses,
-            secret_matches,
-            store_duration,
-            store_errors,
-            inflight,
-            replay_entries,
-            config_reloads,
-            tls_handshake_errors,
-            accept_errors,
-            connection_errors,
-            open_connections,
-            buffered_bytes,
-        }
+        metrics
     }
 
     /// Resolves (and so creates at zero) every series of one route.
     pub fn route(&self, route: &str, secret_labels: &[String]) -> RouteMetrics {
         RouteMetrics {
-            requests: Outcome::ALL
-                .iter()
-                .map(|o| self.requests.with_label_values(&[route, o.as_str()]))
-                .collect(),
-            rejections: Reason::ALL
-                .iter()
-                .map(|r| self.rejections.with_label_values(&[route, r.as_str()]))
-                .collect(),
-            shadow_rejections: Reason::ALL
-                .iter()
-                .map(|r| r.as_str())
-                .chain(["duplicate"])
-                .map(|r| self.shadow_rejections.with_label_values(&[route, r]))
-                .collect(),
+            requests: EnumMap::from_fn(|o: Outcome| {
+                self.requests.with_label_values(&[route, o.as_str()])
+            }),
+            rejections: EnumMap::from_fn(|r: Reason| {
+                self.rejections.with_label_values(&[route, r.as_str()])
+            }),
+            shadow_rejections: EnumMap::from_fn(|r: Reason| {
+                self.shadow_rejections
+                    .with_label_values(&[route, r.as_str()])
+            }),
+            shadow_duplicates: self
+                .shadow_rejections
+                .with_label_values(&[route, "duplicate"]),
             request_duration: self.request_duration.with_label_values(&[route]),
             upstream_duration: self.upstream_duration.with_label_values(&[route]),
             upstream_responses: CLASSES
@@ -432,14 +232,12 @@ impl Metrics {
     /// networked store calls this, so the memory store exports none of them.
     pub fn store(&self) -> StoreMetrics {
         StoreMetrics {
-            duration: StoreOp::ALL
-                .iter()
-                .map(|op| self.store_duration.with_label_values(&[op.as_str()]))
-                .collect(),
-            errors: StoreOp::ALL
-                .iter()
-                .map(|op| self.store_errors.with_label_values(&[op.as_str()]))
-                .collect(),
+            duration: EnumMap::from_fn(|op: StoreOp| {
+                self.store_duration.with_label_values(&[op.as_str()])
+            }),
+            errors: EnumMap::from_fn(|op: StoreOp| {
+                self.store_errors.with_label_values(&[op.as_str()])
+            }),
         }
     }
 

@@ -7,43 +7,26 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{request, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
-use crate::body::{self, BodyError};
-use crate::config::{Config, ConfigError, Mode, OnStoreError};
+use crate::body;
+use crate::config::Mode;
+use crate::dedup::{self, Repeat};
 use crate::detach::Detach;
-use crate::forward::{ForwardError, Forwarder, Origin, UpstreamBody};
-use crate::metrics::{Metrics, Outcome, Reason, RouteMetrics};
-use crate::replay::{Claim, Store, Ticket};
-use crate::route::{Route, RouteTable};
-use crate::strict::{self, Malformed};
-use crate::verify::{Input, Pass, Payload, Rejection, Verified};
+use crate::forward::{Forwarder, Origin, UpstreamBody};
+use crate::metrics::{GaugeGuard, Metrics, Outcome, Reason, RouteMetrics};
+use crate::outcome;
+use crate::replay::{Store, Ticket};
+use crate::route::Route;
+pub use crate::route::Runtime;
+use crate::strict;
+use crate::verify::{Input, Pass, Rejection, Verified};
 
 /// Responses are either hookgate's own JSON or the application's streamed body.
 pub type ProxyBody = Either<Full<Bytes>, UpstreamBody>;
-
-/// What can change on reload: swapped atomically as one value.
-pub struct Runtime {
-    pub routes: RouteTable,
-    pub max_body: u64,
-    pub body_timeout: std::time::Duration,
-    pub on_store_error: OnStoreError,
-}
-
-impl Runtime {
-    /// Builds the request-time state from a configuration (at start and on reload).
-    pub fn build(config: &Config, metrics: &Metrics) -> Result<Runtime, ConfigError> {
-        Ok(Runtime {
-            routes: RouteTable::build(config, metrics)?,
-            max_body: config.limits.max_body,
-            body_timeout: config.limits.body_timeout,
-            on_store_error: config.replay.on_store_error,
-        })
-    }
-}
 
 /// The clock verification is given; tests pass a fixed one.
 pub type Clock = fn() -> SystemTime;
@@ -60,6 +43,23 @@ pub struct Proxy {
     buffered: body::Budget,
     clock: Clock,
 }
+
+/// A verified (or shadow) request on its way to the application, with what
+/// must live exactly as long as its forward.
+struct Outgoing {
+    pass: Pass,
+    parts: request::Parts,
+    blocks: Vec<Bytes>,
+    reservation: body::Reservation,
+    ticket: Option<Ticket>,
+    origin: Origin,
+}
+
+/// The pass to forward with, the replay ticket to settle, the id to log.
+type Decided = (Pass, Option<Ticket>, Option<String>);
+
+/// An in-flight slot and its gauge, held until the response is handed back.
+type Slot<'a> = (tokio::sync::SemaphorePermit<'a>, GaugeGuard<'a>);
 
 /// How a request ended, before it becomes a response.
 // Built once per request and moved into `finish`: boxing the large variant
@@ -133,6 +133,8 @@ impl Proxy {
         self.finish(Some(&route), end, message_id.as_deref(), start)
     }
 
+    /// The request path after routing, one step a line; each step either
+    /// passes on what the next needs or says how the request ends.
     async fn pipeline(
         self: &Arc<Self>,
         runtime: &Runtime,
@@ -142,15 +144,44 @@ impl Proxy {
         forwarder: &Arc<Forwarder>,
     ) -> (End, Option<String>) {
         let (parts, incoming) = req.into_parts();
-        if let Err(m) = strict::framing(&parts) {
-            return (End::Rejected(malformed_reason(m)), None);
+        if let Err(reason) = shape(route, &parts) {
+            return (End::Rejected(reason), None);
         }
-        if !route.methods.contains(&parts.method) {
-            return (End::Rejected(Reason::MethodNotAllowed), None);
-        }
-        if let Err(m) = strict::guarded_headers(&parts.headers, &route.guarded) {
-            return (End::Rejected(malformed_reason(m)), None);
-        }
+        // `reservation` keeps the body's bytes counted against `max_buffered`
+        // for as long as they are held: until the forward is done.
+        let (blocks, reservation) = match self.read_body(runtime, &parts, incoming).await {
+            Ok(read) => read,
+            Err(reason) => return (End::Rejected(reason), None),
+        };
+        let verdict = route.verifier.verify(
+            &Input::of(&parts, &blocks, route.public_url.as_deref()),
+            (self.clock)(),
+        );
+        let _slot = match self.admit(route, &verdict) {
+            Ok(slot) => slot,
+            Err(reason) => return (End::Rejected(reason), None),
+        };
+        let (pass, ticket, message_id) = match self.decide(runtime, route, verdict).await {
+            Ok(decided) => decided,
+            Err(ended) => return ended,
+        };
+        let outgoing = Outgoing {
+            pass,
+            parts,
+            blocks,
+            reservation,
+            ticket,
+            origin,
+        };
+        (self.forward(route, forwarder, outgoing).await, message_id)
+    }
+
+    async fn read_body(
+        &self,
+        runtime: &Runtime,
+        parts: &request::Parts,
+        incoming: Incoming,
+    ) -> Result<(Vec<Bytes>, body::Reservation), Reason> {
         let read = body::read(
             incoming,
             body::declared_length(&parts.headers),
@@ -159,56 +190,54 @@ impl Proxy {
             &self.buffered,
         )
         .await;
-        // `reservation` keeps the body's bytes counted against `max_buffered`
-        // for as long as they are held: until the forward below is done.
-        let (blocks, reservation) = match read {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => return (End::Rejected(Reason::BodyTooLarge), None),
-            Err(BodyError::Timeout) => return (End::Rejected(Reason::Timeout), None),
-            Err(BodyError::Incomplete) => return (End::Rejected(Reason::BadRequest), None),
-            Err(BodyError::BudgetSpent) => return (End::Rejected(Reason::Overloaded), None),
-        };
+        read.map_err(outcome::body_reason)
+    }
 
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
-        let input = Input {
-            method: &parts.method,
-            path_and_query,
-            headers: &parts.headers,
-            body: Payload::Blocks(&blocks),
-            public_url: route.public_url.as_deref(),
-        };
-        let verdict = route.verifier.verify(&input, (self.clock)());
-        // In-flight slots are held by verified requests being forwarded, not
-        // by bodies still arriving (DESIGN §4): slow unsigned uploads are
-        // bounded by body_timeout, max_buffered and max_connections instead.
-        let admitted = match &verdict {
+    /// Takes an in-flight slot for what will be forwarded. Slots are held by
+    /// verified requests being forwarded, not by bodies still arriving
+    /// (DESIGN §4): slow unsigned uploads are bounded by body_timeout,
+    /// max_buffered and max_connections instead.
+    fn admit(
+        &self,
+        route: &Route,
+        verdict: &Result<Verified, Rejection>,
+    ) -> Result<Option<Slot<'_>>, Reason> {
+        let forwards = match verdict {
             Ok(_) => true,
             Err(_) => route.mode == Mode::Shadow,
         };
-        let _slot = if admitted {
-            let Ok(permit) = self.inflight.try_acquire() else {
-                return (End::Rejected(Reason::Overloaded), None);
-            };
-            Some((permit, InflightGauge::new(&self.metrics.inflight)))
-        } else {
-            None
+        if !forwards {
+            return Ok(None);
+        }
+        let Ok(permit) = self.inflight.try_acquire() else {
+            return Err(Reason::Overloaded);
         };
-        let (pass, ticket, message_id) = match verdict {
+        Ok(Some((permit, GaugeGuard::new(&self.metrics.inflight))))
+    }
+
+    /// What a verdict means for this route: the pass to forward with, the
+    /// replay ticket to settle and the message id to log, or how it ends.
+    async fn decide(
+        &self,
+        runtime: &Runtime,
+        route: &Route,
+        verdict: Result<Verified, Rejection>,
+    ) -> Result<Decided, (End, Option<String>)> {
+        match verdict {
             Ok(verified) => {
                 let message_id = verified.message_id().map(str::to_string);
-                let ticket = match self.claim(runtime, route, &verified).await {
-                    Ok(ticket) => ticket,
-                    Err(end) => return (end, message_id),
-                };
-                (verified.pass(), ticket, message_id)
+                let claimed =
+                    dedup::claim(&self.store, runtime.on_store_error, route, &verified).await;
+                match claimed {
+                    Ok(ticket) => Ok((verified.pass(), ticket, message_id)),
+                    Err(Repeat::Duplicate) => Err((End::Duplicate, message_id)),
+                    Err(Repeat::Refused(reason)) => Err((End::Rejected(reason), message_id)),
+                }
             }
             Err(rejection) => {
-                let reason = rejection_reason(rejection);
+                let reason = outcome::rejection_reason(rejection);
                 match route.mode {
-                    Mode::Enforce => return (End::Rejected(reason), None),
+                    Mode::Enforce => Err((End::Rejected(reason), None)),
                     Mode::Shadow => {
                         // Shadow mode: counted (in its own family, so the
                         // rejection alerts keep meaning "the app was protected")
@@ -220,88 +249,54 @@ impl Proxy {
                             reason = reason.as_str(),
                             "shadow mode: would have rejected; forwarding anyway"
                         );
-                        (Pass::shadow_unverified(), None, None)
+                        Ok((Pass::shadow_unverified(), None, None))
                     }
                 }
             }
-        };
+        }
+    }
 
-        // Forwarded in this task, but never cancelled halfway: a provider that
-        // hangs up mid-request must not leave its id claimed but never
-        // settled, so a dropped forward finishes in a task of its own.
+    /// Forwards in this task, but never cancelled halfway: a provider that
+    /// hangs up mid-request must not leave its id claimed but never settled,
+    /// so a dropped forward finishes in a task of its own.
+    async fn forward(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        forwarder: &Arc<Forwarder>,
+        out: Outgoing,
+    ) -> End {
         let this = Arc::clone(self);
-        let route_for_task = Arc::clone(route);
+        let route = Arc::clone(route);
         let upstream = Arc::clone(forwarder);
         let forward = Detach::new(async move {
             let started = Instant::now();
+            let Outgoing {
+                pass,
+                parts,
+                blocks,
+                reservation,
+                ticket,
+                origin,
+            } = out;
             let result = upstream.forward(pass, parts, blocks, origin).await;
             drop(reservation);
-            let metrics = &route_for_task.metrics;
             if let Ok(resp) = &result {
-                metrics
+                route
+                    .metrics
                     .upstream_duration
                     .observe(started.elapsed().as_secs_f64());
-                metrics.upstream_status(resp.status());
+                route.metrics.upstream_status(resp.status());
             }
             if let Some(ticket) = ticket {
                 let accepted = matches!(&result, Ok(r) if r.status().is_success());
-                let settled = if accepted {
-                    this.store.delivered(ticket).await
-                } else {
-                    this.store.release(ticket).await
-                };
-                if let Err(e) = settled {
-                    tracing::warn!(route = %route_for_task.name, error = %e, "replay store could not record the outcome");
-                }
+                dedup::settle(&this.store, &route, ticket, accepted).await;
             }
             result
         });
-        let end = match forward.await {
+        match forward.await {
             Ok(resp) => End::Forwarded(resp.map(|b| forwarder.bounded(b))),
-            Err(e) => End::Rejected(forward_reason(e)),
-        };
-        (end, message_id)
-    }
-
-    /// Claims the verified id: the ticket to settle after forwarding (`None`
-    /// when forwarding without a replay check), or how the request ends here.
-    async fn claim(
-        &self,
-        runtime: &Runtime,
-        route: &Route,
-        verified: &Verified,
-    ) -> Result<Option<Ticket>, End> {
-        route.metrics.secret_matched(verified.secret_index());
-        let message_id = verified.message_id();
-
-        let ticket = match self.store.claim(&route.name, verified.replay_id()).await {
-            Ok(Claim::Claimed(t)) => Some(t),
-            // Shadow mode changes nothing the application sees: a repeat is
-            // counted as enforce mode would answer it, and forwarded.
-            Ok(Claim::Duplicate) if route.mode == Mode::Shadow => {
-                route.metrics.shadow_rejection(None);
-                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered duplicate; forwarding anyway");
-                None
-            }
-            Ok(Claim::InFlight) if route.mode == Mode::Shadow => {
-                route.metrics.shadow_rejection(Some(Reason::InFlight));
-                tracing::warn!(route = %route.name, message_id, "shadow mode: would have answered in_flight; forwarding anyway");
-                None
-            }
-            Ok(Claim::Duplicate) => return Err(End::Duplicate),
-            Ok(Claim::InFlight) => return Err(End::Rejected(Reason::InFlight)),
-            Err(e) => match runtime.on_store_error {
-                OnStoreError::Reject => {
-                    tracing::warn!(route = %route.name, error = %e, "replay store failed: rejecting");
-                    return Err(End::Rejected(Reason::ReplayStoreUnavailable));
-                }
-                OnStoreError::Allow => {
-                    tracing::warn!(route = %route.name, error = %e, "replay store failed: forwarding without the replay check (on_store_error = allow)");
-                    None
-                }
-            },
-        };
-        Ok(ticket)
+            Err(e) => End::Rejected(outcome::forward_reason(e)),
+        }
     }
 
     /// The one place an outcome becomes a response, a metric and a log line.
@@ -330,7 +325,7 @@ impl Proxy {
                 json(StatusCode::OK, r#"{"status":"duplicate"}"#),
             ),
             End::Rejected(reason) => {
-                let (outcome, status) = reason_status(reason);
+                let (outcome, status) = outcome::reason_status(reason);
                 let mut resp = json(status, &format!(r#"{{"error":"{}"}}"#, reason.as_str()));
                 match reason {
                     Reason::Overloaded | Reason::ReplayStoreUnavailable => {
@@ -376,64 +371,14 @@ impl Proxy {
     }
 }
 
-/// Keeps `hookgate_inflight_requests` right even when a client hangs up and
-/// hyper drops the request future midway.
-struct InflightGauge<'a>(&'a prometheus::IntGauge);
-
-impl<'a> InflightGauge<'a> {
-    fn new(gauge: &'a prometheus::IntGauge) -> Self {
-        gauge.inc();
-        InflightGauge(gauge)
+/// The request's shape, before its body is read: framing (one valid `Host`,
+/// `chunked` only), an accepted method, guarded headers sent once.
+fn shape(route: &Route, parts: &request::Parts) -> Result<(), Reason> {
+    strict::framing(parts).map_err(outcome::malformed_reason)?;
+    if !route.methods.contains(&parts.method) {
+        return Err(Reason::MethodNotAllowed);
     }
-}
-
-impl Drop for InflightGauge<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// Status and outcome label of each of hookgate's own answers (DESIGN §4).
-fn reason_status(reason: Reason) -> (Outcome, StatusCode) {
-    match reason {
-        Reason::NoRoute => (Outcome::Rejected, StatusCode::NOT_FOUND),
-        Reason::MethodNotAllowed => (Outcome::Rejected, StatusCode::METHOD_NOT_ALLOWED),
-        Reason::BodyTooLarge => (Outcome::Rejected, StatusCode::PAYLOAD_TOO_LARGE),
-        Reason::Timeout => (Outcome::Rejected, StatusCode::REQUEST_TIMEOUT),
-        Reason::BadRequest => (Outcome::Rejected, StatusCode::BAD_REQUEST),
-        Reason::MissingSignature | Reason::InvalidSignature | Reason::StaleTimestamp => {
-            (Outcome::Rejected, StatusCode::UNAUTHORIZED)
-        }
-        Reason::InFlight => (Outcome::Rejected, StatusCode::CONFLICT),
-        Reason::UpstreamUnavailable => (Outcome::UpstreamError, StatusCode::BAD_GATEWAY),
-        Reason::UpstreamTimeout => (Outcome::UpstreamError, StatusCode::GATEWAY_TIMEOUT),
-        Reason::ReplayStoreUnavailable | Reason::Overloaded => {
-            (Outcome::Rejected, StatusCode::SERVICE_UNAVAILABLE)
-        }
-        Reason::NotImplemented => (Outcome::Rejected, StatusCode::NOT_IMPLEMENTED),
-    }
-}
-
-fn malformed_reason(m: Malformed) -> Reason {
-    match m {
-        Malformed::Ambiguous => Reason::BadRequest,
-        Malformed::UnsupportedCoding => Reason::NotImplemented,
-    }
-}
-
-fn rejection_reason(r: Rejection) -> Reason {
-    match r {
-        Rejection::MissingSignature => Reason::MissingSignature,
-        Rejection::InvalidSignature => Reason::InvalidSignature,
-        Rejection::StaleTimestamp => Reason::StaleTimestamp,
-    }
-}
-
-fn forward_reason(e: ForwardError) -> Reason {
-    match e {
-        ForwardError::Unavailable => Reason::UpstreamUnavailable,
-        ForwardError::Timeout => Reason::UpstreamTimeout,
-    }
+    strict::guarded_headers(&parts.headers, &route.guarded).map_err(outcome::malformed_reason)
 }
 
 fn allow_header(route: &Route) -> Option<HeaderValue> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::config::{Config, ConfigError, Mode, PathPattern, RouteConfig};
+use crate::config::{Config, ConfigError, Mode, OnStoreError, PathPattern, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::verify::Verifier;
 
@@ -160,6 +160,26 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         public_url: rc.public_url.clone(),
         secret_labels,
     })
+}
+
+/// What can change on reload: swapped atomically as one value.
+pub struct Runtime {
+    pub routes: RouteTable,
+    pub max_body: u64,
+    pub body_timeout: std::time::Duration,
+    pub on_store_error: OnStoreError,
+}
+
+impl Runtime {
+    /// Builds the request-time state from a configuration (at start and on reload).
+    pub fn build(config: &Config, metrics: &Metrics) -> Result<Runtime, ConfigError> {
+        Ok(Runtime {
+            routes: RouteTable::build(config, metrics)?,
+            max_body: config.limits.max_body,
+            body_timeout: config.limits.body_timeout,
+            on_store_error: config.replay.on_store_error,
+        })
+    }
 }
 
 #[cfg(test)]

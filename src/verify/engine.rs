@@ -67,6 +67,26 @@ pub struct Input<'a> {
     pub public_url: Option<&'a str>,
 }
 
+impl<'a> Input<'a> {
+    /// The request as hyper parsed it, with its body's blocks.
+    pub fn of(
+        parts: &'a http::request::Parts,
+        blocks: &'a [bytes::Bytes],
+        public_url: Option<&'a str>,
+    ) -> Self {
+        Input {
+            method: &parts.method,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or("/", http::uri::PathAndQuery::as_str),
+            headers: &parts.headers,
+            body: Payload::Blocks(blocks),
+            public_url,
+        }
+    }
+}
+
 /// A scheme with its keys and tolerance: one per route.
 #[derive(Debug, Clone)]
 pub struct Verifier {

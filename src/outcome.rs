@@ -1,0 +1,64 @@
+//! How each way a request can end is answered: the status and `outcome`
+//! label of every `Reason` (DESIGN §4), and the `Reason` of every error the
+//! request path's steps return. Exhaustive matches only: a new reason or
+//! error without its row does not compile.
+
+use http::StatusCode;
+
+use crate::body::BodyError;
+use crate::forward::ForwardError;
+use crate::metrics::{Outcome, Reason};
+use crate::strict::Malformed;
+use crate::verify::Rejection;
+
+/// Status and outcome label of each of hookgate's own answers (DESIGN §4).
+pub fn reason_status(reason: Reason) -> (Outcome, StatusCode) {
+    match reason {
+        Reason::NoRoute => (Outcome::Rejected, StatusCode::NOT_FOUND),
+        Reason::MethodNotAllowed => (Outcome::Rejected, StatusCode::METHOD_NOT_ALLOWED),
+        Reason::BodyTooLarge => (Outcome::Rejected, StatusCode::PAYLOAD_TOO_LARGE),
+        Reason::Timeout => (Outcome::Rejected, StatusCode::REQUEST_TIMEOUT),
+        Reason::BadRequest => (Outcome::Rejected, StatusCode::BAD_REQUEST),
+        Reason::MissingSignature | Reason::InvalidSignature | Reason::StaleTimestamp => {
+            (Outcome::Rejected, StatusCode::UNAUTHORIZED)
+        }
+        Reason::InFlight => (Outcome::Rejected, StatusCode::CONFLICT),
+        Reason::UpstreamUnavailable => (Outcome::UpstreamError, StatusCode::BAD_GATEWAY),
+        Reason::UpstreamTimeout => (Outcome::UpstreamError, StatusCode::GATEWAY_TIMEOUT),
+        Reason::ReplayStoreUnavailable | Reason::Overloaded => {
+            (Outcome::Rejected, StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Reason::NotImplemented => (Outcome::Rejected, StatusCode::NOT_IMPLEMENTED),
+    }
+}
+
+pub fn malformed_reason(m: Malformed) -> Reason {
+    match m {
+        Malformed::Ambiguous => Reason::BadRequest,
+        Malformed::UnsupportedCoding => Reason::NotImplemented,
+    }
+}
+
+pub fn rejection_reason(r: Rejection) -> Reason {
+    match r {
+        Rejection::MissingSignature => Reason::MissingSignature,
+        Rejection::InvalidSignature => Reason::InvalidSignature,
+        Rejection::StaleTimestamp => Reason::StaleTimestamp,
+    }
+}
+
+pub fn forward_reason(e: ForwardError) -> Reason {
+    match e {
+        ForwardError::Unavailable => Reason::UpstreamUnavailable,
+        ForwardError::Timeout => Reason::UpstreamTimeout,
+    }
+}
+
+pub fn body_reason(e: BodyError) -> Reason {
+    match e {
+        BodyError::TooLarge => Reason::BodyTooLarge,
+        BodyError::Timeout => Reason::Timeout,
+        BodyError::Incomplete => Reason::BadRequest,
+        BodyError::BudgetSpent => Reason::Overloaded,
+    }
+}
