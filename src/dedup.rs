@@ -2,6 +2,9 @@
 //! the store's answer means for this route (shadow mode, `on_store_error`);
 //! then settle the claim with the application's answer.
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::sync::Arc;
 
 use crate::config::{Mode, OnStoreError};

@@ -4,6 +4,9 @@
 //! request path increments plain counters without hashing label values, and
 //! no request can create a series (an unknown path is `route="unmatched"`).
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use enum_map::EnumMap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,

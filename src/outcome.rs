@@ -3,6 +3,9 @@
 //! request path's steps return. Exhaustive matches only: a new reason or
 //! error without its row does not compile.
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use http::StatusCode;
 
 use crate::body::BodyError;

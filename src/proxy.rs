@@ -1,6 +1,9 @@
 //! One request: route -> body -> verify -> replay -> forward, and the single
 //! place where outcomes become responses, metrics and the request's log line.
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 

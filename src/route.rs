@@ -1,5 +1,8 @@
 //! Path -> `Route`, built once from `Config`: each route's verifier, methods, mode and metrics.
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

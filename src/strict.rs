@@ -8,6 +8,9 @@
 //! the way out), forwarding it would let the application see something other
 //! than what was verified, so it is refused, not reinterpreted.
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, Version};
 

@@ -15,6 +15,9 @@
 //! - `route`     one `[[routes]]` table -> `RouteConfig`
 //! - `validate`  the whole file -> `Config`
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::path::Path;
 
 mod model;

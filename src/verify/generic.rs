@@ -8,6 +8,9 @@
 //! enum by an exhaustive `match`: a value allowed here without its mapping
 //! does not compile.
 
+// Every enum match here names each variant: a new one must be decided, not defaulted.
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::fmt;
 use std::time::Duration;
 

@@ -15,6 +15,8 @@ use crate::verify::{
 /// active HMAC key of the Connect configuration (DocuSign sends one for each).
 const DOCUSIGN_SIGNATURES: usize = 100;
 
+// The catalog: one table row per provider, long by nature.
+#[allow(clippy::too_many_lines)]
 /// The scheme of a provider of this part of the catalog, or `None`.
 pub(super) fn builtin(name: &str) -> Option<Scheme> {
     use Algorithm::{Sha1, Sha256};
