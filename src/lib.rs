@@ -7,33 +7,36 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, down this list:
+//! Data flows one way, down this list: a module uses only modules below it
+//! (checked by reading each file's `use crate::` lines; there is no circle).
 //!
 //! - `cli`      the command line: `run`, `check`, `sign`, `demo`; exit codes
-//! - `config`   raw TOML -> validated `Config`; `Secret` with redacted `Debug`
+//! - `demo`     the built-in end-to-end demonstration
+//! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
+//! - `report`   `hookgate check --json`: the resolved config as JSON, secrets as sources only
 //! - `app`      the composition root: builds every part below from `Config`
-//! - `server`   accept -> hand to the least-busy worker thread (one runtime
-//!   per core) -> TLS -> hyper-util auto builder -> graceful drain
-//! - `tls`      PEM -> rustls `ServerConfig` (ALPN h2 + http/1.1), cert reload,
-//!   the upstream client's `ClientConfig`
 //! - `reload`   SIGHUP and file watching: rebuild, validate, swap atomically
 //! - `admin`    `/metrics`, `/healthz`, `/readyz` on the admin port
-//! - `proxy`    one request: route -> body -> verify -> replay -> forward, and
-//!   the single place outcomes become responses, metrics and log lines
+//! - `server`   accept -> hand to the least-busy worker thread (one runtime
+//!   per core) -> TLS -> hyper-util auto builder -> graceful drain
+//! - `proxy`    one request: route -> shape -> body -> verify -> admit ->
+//!   replay -> forward, and the single place outcomes become responses,
+//!   metrics and log lines
+//! - `dedup`    the replay step: a claim's answer for this route; settling it
 //! - `outcome`  each `Reason`'s status and label; each step's error's `Reason`
-//! - `route`    path -> `Route`, built once from `Config`
+//! - `route`    path -> `Route`, built once from `Config`; the reloadable `Runtime`
+//! - `forward`  the upstream client (one per worker): exact bytes, hop-by-hop
+//!   policy, timeout
+//! - `tls`      PEM -> rustls `ServerConfig` (ALPN h2 + http/1.1), cert reload,
+//!   the upstream client's `ClientConfig`
 //! - `strict`   request shape: one valid `Host`, `chunked` only, guarded
 //!   headers sent once and never named in `Connection`
-//! - `body`     read the body within `max_body` and `body_timeout`
-//! - `verify`   the one signature engine; `verify::providers` is the catalog
-//! - `dedup`    the replay step: a claim's answer for this route; settling it
-//! - `replay`   the seen-id store: delivery-aware claims over an LRU
+//! - `body`     read the body within `max_body`, `body_timeout` and `max_buffered`
 //! - `detach`   a forward that, dropped unfinished, runs to its end in a task
-//! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
+//! - `config`   raw TOML -> validated `Config`, typed once; `Secret` with redacted `Debug`
+//! - `replay`   the seen-id store: delivery-aware claims over an LRU, or Redis
+//! - `verify`   the one signature engine; `verify::providers` is the catalog
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
-//! - `report`   `hookgate check --json`: the resolved config as JSON, secrets as sources only
-//! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
-//! - `demo`     the built-in end-to-end demonstration
 //! - `logsink`  log lines to stderr, batched when it is not a terminal
 
 pub mod admin;
