@@ -362,3 +362,22 @@ fn unsigned_ids_dedup_on_the_signature_not_the_header() {
     let b = v.verify(&input(&h, b"{}"), at(0)).unwrap();
     assert_eq!(a.replay_id, b.replay_id);
 }
+
+#[test]
+fn mailgun_signs_only_events_its_verifier_can_read() {
+    // Found by the fuzzer: a JSON string holding invalid UTF-8 was wrapped,
+    // and the wrapped body then failed to parse as MissingSignature.
+    let now = at(1_700_000_000);
+    let v = Verifier::new(
+        providers::builtin("mailgun").unwrap(),
+        &[&secret_for("mailgun")],
+        None,
+    )
+    .unwrap();
+    let bad = b"{\"a\xa6\":[1,2]}";
+    assert!(v.sign_message(0, &msg(bad, now)).is_err());
+    let good = br#"{"a":[1,2]}"#;
+    let signed = v.sign_message(0, &msg(good, now)).unwrap();
+    let headers = HeaderMap::new();
+    assert!(v.verify(&input(&headers, &signed.body), now).is_ok());
+}
