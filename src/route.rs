@@ -129,12 +129,14 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         ));
     }
     let secrets: Vec<&[u8]> = rc.secrets.iter().map(|s| s.expose()).collect();
-    let verifier = Verifier::new(scheme, &secrets, rc.tolerance).map_err(|(i, e)| {
-        err(
-            &format!("secrets[{i}]"),
-            format!("secret from {} {}", rc.secrets[i].source, e.0),
-        )
-    })?;
+    let verifier = Verifier::new(scheme, &secrets, rc.tolerance)
+        .map_err(|(i, e)| {
+            err(
+                &format!("secrets[{i}]"),
+                format!("secret from {} {}", rc.secrets[i].source, e.0),
+            )
+        })?
+        .with_validity(rc.secrets.iter().map(|s| s.validity));
     // A timestamp is accepted for `tolerance` either side of now, so an id must
     // be remembered at least that long or a replay fits in after it is forgotten.
     if verifier.scheme().has_timestamp() && config.replay.ttl < verifier.tolerance() * 2 {
@@ -148,11 +150,18 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         ));
     }
     let secret_labels: Vec<String> = rc.secrets.iter().map(|s| s.label.clone()).collect();
+    let expiries: Vec<(String, std::time::SystemTime)> = rc
+        .secrets
+        .iter()
+        .filter_map(|s| Some((s.label.clone(), s.validity.not_after?)))
+        .collect();
     Ok(Route {
         name: rc.name.clone(),
         pattern: rc.path.clone(),
         provider: rc.provider.clone(),
-        metrics: metrics.route(&rc.name, &secret_labels),
+        metrics: metrics
+            .route(&rc.name, &secret_labels)
+            .with_expiries(metrics.secret_expiries(&rc.name, &expiries)),
         guarded: verifier.scheme().read_headers(),
         verifier,
         methods: rc.methods.clone(),
