@@ -197,9 +197,15 @@ fn summary(config: &config::Config) -> String {
         .as_ref()
         .map(|ca| format!(", ca {}", ca.display()))
         .unwrap_or_default();
+    // Where the key comes from, never the key.
+    let attest = config
+        .attestation_key
+        .as_ref()
+        .map(|k| format!(", attestation key {}", k.source))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "upstream  {} (timeout {}{ca})",
+        "upstream  {} (timeout {}{ca}{attest})",
         u.target,
         humantime::format_duration(u.timeout)
     );
@@ -316,15 +322,22 @@ mod tests {
     fn check_prints_each_secret_window_and_whether_now_is_inside() {
         let text =
             "[listen]\naddr = \"127.0.0.1:8443\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
-                    [[routes]]\npath = \"/w\"\nprovider = \"github\"\nsecrets = [\"env:S\", \
+                    attestation_key = \"env:AK\"\n[[routes]]\npath = \"/w\"\nprovider = \"github\"\nsecrets = [\"env:S\", \
                     { source = \"env:NEW\", not_before = \"2026-12-01T00:00:00Z\" }, \
                     { value = \"env:OLD\", name = \"old\", not_after = 2026-12-08T00:00:00Z }]\n";
         let env = config::Env::Map(vec![
             ("S".into(), "s".into()),
             ("NEW".into(), "n".into()),
             ("OLD".into(), "o".into()),
+            ("AK".into(), "attestation-key-value".into()),
         ]);
         let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(
+            out.contains("(timeout 25s, attestation key env:AK)"),
+            "{out}"
+        );
+        assert!(!out.contains("attestation-key-value"), "{out}");
         let s = &c.routes[0].secrets;
         let at = |t: &str| humantime::parse_rfc3339(t).unwrap();
         let before = at("2026-11-30T00:00:00Z");

@@ -28,6 +28,8 @@
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU
 //! - `detach`   a forward that, dropped unfinished, runs to its end in a task
 //! - `forward`  the upstream client: exact bytes, hop-by-hop policy, timeout
+//! - `attest`   `Hookgate-Attestation` for verified forwards; inbound
+//!   `Hookgate-*` headers removed
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
 //! - `sign`     `hookgate sign`: a provider's headers for a body, or a curl command
 //! - `demo`     the built-in end-to-end demonstration
@@ -35,6 +37,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod attest;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -141,7 +141,7 @@ impl Proxy {
         origin: Origin,
         forwarder: &Arc<Forwarder>,
     ) -> (End, Option<String>) {
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         if let Err(m) = strict::framing(&parts) {
             return (End::Rejected(malformed_reason(m)), None);
         }
@@ -196,6 +196,7 @@ impl Proxy {
         } else {
             None
         };
+        let attested = verdict.as_ref().ok().map(|v| *v.replay_id());
         let (pass, ticket, message_id) = match verdict {
             Ok(verified) => {
                 let message_id = verified.message_id().map(str::to_string);
@@ -225,6 +226,17 @@ impl Proxy {
                 }
             }
         };
+
+        // Inbound Hookgate-* headers never reach the app; a verified request gets an attestation.
+        let (key, now) = (route.attestation.as_deref(), (self.clock)());
+        crate::attest::attest(
+            &mut parts.headers,
+            key,
+            &route.name,
+            attested.as_ref(),
+            &blocks,
+            now,
+        );
 
         // Forwarded in this task, but never cancelled halfway: a provider that
         // hangs up mid-request must not leave its id claimed but never

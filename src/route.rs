@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+use crate::attest::AttestationKey;
 use crate::config::{Config, ConfigError, Mode, PathPattern, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::verify::Verifier;
@@ -21,6 +22,8 @@ pub struct Route {
     pub public_url: Option<String>,
     pub secret_labels: Vec<String>,
     pub metrics: RouteMetrics,
+    /// `upstream.attestation_key`, shared by every route of one table.
+    pub attestation: Option<Arc<AttestationKey>>,
 }
 
 /// Exact paths first, then the longest matching prefix.
@@ -36,8 +39,12 @@ impl RouteTable {
         let mut exact = HashMap::new();
         let mut prefixes = Vec::new();
         let mut all = Vec::new();
+        let attestation = config
+            .attestation_key
+            .as_ref()
+            .map(|key| Arc::new(AttestationKey::new(key.expose())));
         for rc in &config.routes {
-            let route = Arc::new(build_route(config, rc, metrics)?);
+            let route = Arc::new(build_route(config, rc, metrics, attestation.clone())?);
             match &route.pattern {
                 PathPattern::Exact(p) => {
                     exact.insert(p.clone(), Arc::clone(&route));
@@ -105,7 +112,12 @@ fn prefix_len(p: &PathPattern) -> usize {
     }
 }
 
-fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<Route, ConfigError> {
+fn build_route(
+    config: &Config,
+    rc: &RouteConfig,
+    metrics: &Metrics,
+    attestation: Option<Arc<AttestationKey>>,
+) -> Result<Route, ConfigError> {
     let err = |field: &str, msg: String| {
         ConfigError::new(&config.source, format!("routes[{}].{field}", rc.index), msg)
     };
@@ -168,6 +180,7 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         mode: rc.mode,
         public_url: rc.public_url.clone(),
         secret_labels,
+        attestation,
     })
 }
 

@@ -50,6 +50,7 @@ pub(super) struct RawUpstream {
     pub(super) timeout: Option<Dur>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) forwarded_headers: Option<bool>,
+    pub(super) attestation_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

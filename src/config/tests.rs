@@ -408,3 +408,57 @@ fn two_secrets_of_a_route_cannot_share_a_label() {
     .unwrap_err();
     assert_eq!(e.field, "routes[0].secrets[1].name", "{e}");
 }
+
+fn with_attestation(key: &str) -> String {
+    BASE.replace(
+        "url = \"http://127.0.0.1:3000\"\n",
+        &format!("url = \"http://127.0.0.1:3000\"\nattestation_key = \"{key}\"\n"),
+    )
+}
+
+#[test]
+fn attestation_key_is_a_secret_resolved_at_load() {
+    let key = "k".repeat(32);
+    let c = parse_with(
+        &with_attestation("env:AK"),
+        &[("LEVERS", "whsec_abc"), ("AK", &key)],
+    )
+    .unwrap();
+    assert_eq!(c.attestation_key.as_ref().unwrap().expose(), key.as_bytes());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!format!("{c:?}").contains(&key));
+
+    let e = parse_with(&with_attestation("env:AK"), &[("LEVERS", "whsec_abc")]).unwrap_err();
+    assert_eq!(e.field, "upstream.attestation_key");
+
+    let c = parse_with(&with_attestation("short"), &[("LEVERS", "whsec_abc")]).unwrap();
+    let fields: Vec<&str> = c.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["upstream.attestation_key", "upstream.attestation_key"]
+    );
+    assert!(parse_with(BASE, &[("LEVERS", "whsec_abc")])
+        .unwrap()
+        .attestation_key
+        .is_none());
+}
+
+#[test]
+fn with_an_attestation_key_route_names_must_fit_the_header() {
+    let text = with_attestation("env:AK").replace(
+        "path = \"/webhooks/levers\"",
+        "name = \"levers, eu\"\npath = \"/webhooks/levers\"",
+    );
+    let env = [
+        ("LEVERS", "whsec_abc"),
+        ("AK", "0123456789abcdef0123456789abcdef"),
+    ];
+    let e = parse_with(&text, &env).unwrap_err();
+    assert_eq!(e.field, "routes[0].name", "{e}");
+    // Without a key the name is only a label.
+    let text = BASE.replace(
+        "path = \"/webhooks/levers\"",
+        "name = \"levers, eu\"\npath = \"/webhooks/levers\"",
+    );
+    assert!(parse_with(&text, &env).is_ok());
+}
