@@ -151,12 +151,9 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
         "route", "path", "provider", "mode"
     );
     // Routes are kept in configuration order, so they pair with their config.
+    let now = std::time::SystemTime::now();
     for (r, rc) in runtime.routes.routes().iter().zip(&config.routes) {
-        let secrets: Vec<String> = rc
-            .secrets
-            .iter()
-            .map(|s| format!("{}={}", s.label, s.source))
-            .collect();
+        let secrets: Vec<String> = rc.secrets.iter().map(|s| secret_column(s, now)).collect();
         println!(
             "{:<24} {:<28} {:<18} {:<8} {}",
             r.name,
@@ -167,6 +164,23 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// One secret for `check`: its label, where it comes from, and its validity
+/// window when it has one, marked when `now` is outside it.
+fn secret_column(s: &config::Secret, now: std::time::SystemTime) -> String {
+    let w = &s.validity;
+    if w.is_always() {
+        return format!("{}={}", s.label, s.source);
+    }
+    let state = if w.not_after.is_some_and(|na| now > na) {
+        ", ended: verifies nothing"
+    } else if w.not_before.is_some_and(|nb| now < nb) {
+        ", not yet in force"
+    } else {
+        ""
+    };
+    format!("{}={} ({w}{state})", s.label, s.source)
 }
 
 /// The resolved listeners, upstream and replay store, one line each, for a human.
@@ -193,9 +207,15 @@ fn summary(config: &config::Config) -> String {
         .as_ref()
         .map(|ca| format!(", ca {}", ca.display()))
         .unwrap_or_default();
+    // Where the key comes from, never the key.
+    let attest = config
+        .attestation_key
+        .as_ref()
+        .map(|k| format!(", attestation key {}", k.source))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "upstream  {} (timeout {}{ca})",
+        "upstream  {} (timeout {}{ca}{attest})",
         u.target,
         humantime::format_duration(u.timeout)
     );
@@ -307,6 +327,49 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn check_prints_each_secret_window_and_whether_now_is_inside() {
+        let text =
+            "[listen]\naddr = \"127.0.0.1:8443\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+                    attestation_key = \"env:AK\"\n[[routes]]\npath = \"/w\"\nprovider = \"github\"\nsecrets = [\"env:S\", \
+                    { source = \"env:NEW\", not_before = \"2026-12-01T00:00:00Z\" }, \
+                    { value = \"env:OLD\", name = \"old\", not_after = 2026-12-08T00:00:00Z }]\n";
+        let env = config::Env::Map(vec![
+            ("S".into(), "s".into()),
+            ("NEW".into(), "n".into()),
+            ("OLD".into(), "o".into()),
+            ("AK".into(), "attestation-key-value".into()),
+        ]);
+        let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(
+            out.contains("(timeout 25s, attestation key env:AK)"),
+            "{out}"
+        );
+        assert!(!out.contains("attestation-key-value"), "{out}");
+        let s = &c.routes[0].secrets;
+        let at = |t: &str| humantime::parse_rfc3339(t).unwrap();
+        let before = at("2026-11-30T00:00:00Z");
+        assert_eq!(secret_column(&s[0], before), "0=env:S");
+        assert_eq!(
+            secret_column(&s[1], before),
+            "1=env:NEW (from 2026-12-01T00:00:00Z, not yet in force)"
+        );
+        assert_eq!(
+            secret_column(&s[2], before),
+            "old=env:OLD (until 2026-12-08T00:00:00Z)"
+        );
+        let after = at("2026-12-09T00:00:00Z");
+        assert_eq!(
+            secret_column(&s[1], after),
+            "1=env:NEW (from 2026-12-01T00:00:00Z)"
+        );
+        assert_eq!(
+            secret_column(&s[2], after),
+            "old=env:OLD (until 2026-12-08T00:00:00Z, ended: verifies nothing)"
+        );
+    }
 
     #[test]
     fn check_prints_resolved_values_not_debug_dumps() {

@@ -29,6 +29,8 @@
 //!   policy, timeout
 //! - `tls`      PEM -> rustls `ServerConfig` (ALPN h2 + http/1.1), cert reload,
 //!   the upstream client's `ClientConfig`
+//! - `attest`   `Hookgate-Attestation` for verified forwards; inbound
+//!   `Hookgate-*` headers removed
 //! - `strict`   request shape: one valid `Host`, `chunked` only, guarded
 //!   headers sent once and never named in `Connection`
 //! - `body`     read the body within `max_body`, `body_timeout` and `max_buffered`
@@ -41,6 +43,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod attest;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -7,13 +7,19 @@
 // Every enum match here names each variant: a new one must be decided, not defaulted.
 #![warn(clippy::wildcard_enum_match_arm)]
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use enum_map::EnumMap;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
 
+mod expiry;
 mod labels;
+pub use expiry::SecretExpiries;
+use expiry::{ExpiryCollector, SecretExpiry};
 pub use labels::{Outcome, Reason, StoreOp};
 
 /// The replay store's per-operation handles, resolved once (networked stores only).
@@ -61,6 +67,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     upstream_responses: IntCounterVec,
     secret_matches: IntCounterVec,
+    secret_expiry: Arc<SecretExpiry>,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     pub inflight: IntGauge,
@@ -89,6 +96,8 @@ pub struct RouteMetrics {
     pub upstream_duration: Histogram,
     upstream_responses: Vec<IntCounter>,
     secret_matches: Vec<IntCounter>,
+    /// Keeps this route's `hookgate_secret_expiry_seconds` series alive (never read).
+    _expiries: SecretExpiries,
 }
 
 impl RouteMetrics {
@@ -124,9 +133,17 @@ impl RouteMetrics {
             c.inc();
         }
     }
+
+    /// These handles, holding the route's secret expiry series (see `Metrics::secret_expiries`).
+    pub fn with_expiries(self, expiries: SecretExpiries) -> Self {
+        RouteMetrics {
+            _expiries: expiries,
+            ..self
+        }
+    }
 }
 
-fn must<T>(r: prometheus::Result<T>) -> T {
+pub(crate) fn must<T>(r: prometheus::Result<T>) -> T {
     // Registration only fails on a duplicate or malformed name; every name
     // here is a fixed literal registered once, so this cannot happen.
     match r {
@@ -190,8 +207,12 @@ impl Metrics {
             connection_errors: counter("hookgate_connection_errors_total", "Public connections that ended with an error (reset, header timeout, bad request)."),
             open_connections: gauge("hookgate_open_connections", "Public connections open now (limits.max_connections caps it)."),
             buffered_bytes: gauge("hookgate_buffered_bytes", "Request body bytes held now (limits.max_buffered caps it)."),
+            secret_expiry: Arc::new(SecretExpiry::new(SystemTime::now)),
             registry: r.clone(),
         };
+        must(r.register(Box::new(ExpiryCollector(Arc::clone(
+            &metrics.secret_expiry,
+        )))));
         #[cfg(target_os = "linux")]
         must(r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -228,7 +249,15 @@ impl Metrics {
                 .iter()
                 .map(|s| self.secret_matches.with_label_values(&[route, s]))
                 .collect(),
+            _expiries: SecretExpiries::default(),
         }
+    }
+
+    /// Declares the `not_after` of a route's secrets (label, instant) for
+    /// `hookgate_secret_expiry_seconds`; the series last while the returned
+    /// handle does (give it to `RouteMetrics::with_expiries`).
+    pub fn secret_expiries(&self, route: &str, secrets: &[(String, SystemTime)]) -> SecretExpiries {
+        self.secret_expiry.register(route, secrets)
     }
 
     /// Resolves (and so creates at zero) the replay store's series; only a

@@ -146,7 +146,7 @@ impl Proxy {
         origin: Origin,
         forwarder: &Arc<Forwarder>,
     ) -> (End, Option<String>) {
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         if let Err(reason) = shape(route, &parts) {
             return (End::Rejected(reason), None);
         }
@@ -160,6 +160,7 @@ impl Proxy {
             &Input::of(&parts, &blocks, route.public_url.as_deref()),
             (self.clock)(),
         );
+        let attested = verdict.as_ref().ok().map(|v| *v.replay_id());
         let _slot = match self.admit(route, &verdict) {
             Ok(slot) => slot,
             Err(reason) => return (End::Rejected(reason), None),
@@ -168,6 +169,20 @@ impl Proxy {
             Ok(decided) => decided,
             Err(ended) => return ended,
         };
+        // Inbound Hookgate-* headers never reach the app; a verified request
+        // gets an attestation. Hop-by-hop headers go first, so a client cannot
+        // name the attestation in `Connection` and have it stripped after.
+        crate::forward::strip_hop_by_hop(&mut parts.headers);
+        let key = route.attestation.as_deref();
+        let now = (self.clock)();
+        crate::attest::attest(
+            &mut parts.headers,
+            key,
+            &route.name,
+            attested.as_ref(),
+            &blocks,
+            now,
+        );
         let outgoing = Outgoing {
             pass,
             parts,

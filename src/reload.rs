@@ -154,6 +154,9 @@ fn watched(config: &Config) -> Vec<PathBuf> {
             }
         }
     }
+    if let Some(SecretSource::File(p)) = config.attestation_key.as_ref().map(|k| &k.source) {
+        paths.push(p.clone());
+    }
     if let Some(tls) = &config.listen.tls {
         paths.push(tls.cert.clone());
         paths.push(tls.key.clone());

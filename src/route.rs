@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+use crate::attest::AttestationKey;
 use crate::config::{Config, ConfigError, Mode, OnStoreError, PathPattern, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::verify::Verifier;
@@ -24,6 +25,8 @@ pub struct Route {
     pub public_url: Option<String>,
     pub secret_labels: Vec<String>,
     pub metrics: RouteMetrics,
+    /// `upstream.attestation_key`, shared by every route of one table.
+    pub attestation: Option<Arc<AttestationKey>>,
 }
 
 /// Exact paths first, then the longest matching prefix.
@@ -39,8 +42,12 @@ impl RouteTable {
         let mut exact = HashMap::new();
         let mut prefixes = Vec::new();
         let mut all = Vec::new();
+        let attestation = config
+            .attestation_key
+            .as_ref()
+            .map(|key| Arc::new(AttestationKey::new(key.expose())));
         for rc in &config.routes {
-            let route = Arc::new(build_route(config, rc, metrics)?);
+            let route = Arc::new(build_route(config, rc, metrics, attestation.clone())?);
             match &route.pattern {
                 PathPattern::Exact(p) => {
                     exact.insert(p.clone(), Arc::clone(&route));
@@ -108,7 +115,12 @@ fn prefix_len(p: &PathPattern) -> usize {
     }
 }
 
-fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<Route, ConfigError> {
+fn build_route(
+    config: &Config,
+    rc: &RouteConfig,
+    metrics: &Metrics,
+    attestation: Option<Arc<AttestationKey>>,
+) -> Result<Route, ConfigError> {
     let err = |field: &str, msg: String| {
         ConfigError::new(&config.source, format!("routes[{}].{field}", rc.index), msg)
     };
@@ -132,12 +144,14 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         ));
     }
     let secrets: Vec<&[u8]> = rc.secrets.iter().map(|s| s.expose()).collect();
-    let verifier = Verifier::new(scheme, &secrets, rc.tolerance).map_err(|(i, e)| {
-        err(
-            &format!("secrets[{i}]"),
-            format!("secret from {} {}", rc.secrets[i].source, e.0),
-        )
-    })?;
+    let verifier = Verifier::new(scheme, &secrets, rc.tolerance)
+        .map_err(|(i, e)| {
+            err(
+                &format!("secrets[{i}]"),
+                format!("secret from {} {}", rc.secrets[i].source, e.0),
+            )
+        })?
+        .with_validity(rc.secrets.iter().map(|s| s.validity));
     // A timestamp is accepted for `tolerance` either side of now, so an id must
     // be remembered at least that long or a replay fits in after it is forgotten.
     if verifier.scheme().has_timestamp() && config.replay.ttl < verifier.tolerance() * 2 {
@@ -151,17 +165,25 @@ fn build_route(config: &Config, rc: &RouteConfig, metrics: &Metrics) -> Result<R
         ));
     }
     let secret_labels: Vec<String> = rc.secrets.iter().map(|s| s.label.clone()).collect();
+    let expiries: Vec<(String, std::time::SystemTime)> = rc
+        .secrets
+        .iter()
+        .filter_map(|s| Some((s.label.clone(), s.validity.not_after?)))
+        .collect();
     Ok(Route {
         name: rc.name.clone(),
         pattern: rc.path.clone(),
         provider: rc.provider.clone(),
-        metrics: metrics.route(&rc.name, &secret_labels),
+        metrics: metrics
+            .route(&rc.name, &secret_labels)
+            .with_expiries(metrics.secret_expiries(&rc.name, &expiries)),
         guarded: verifier.scheme().read_headers(),
         verifier,
         methods: rc.methods.clone(),
         mode: rc.mode,
         public_url: rc.public_url.clone(),
         secret_labels,
+        attestation,
     })
 }
 

@@ -32,6 +32,7 @@
 //! - `parse`     header values, signature entries, timestamps
 //! - `twilio`    the signed URL, its port variants, sorted form parameters
 //! - `json`      a timestamp or a signature object inside the JSON body
+//! - `validity`  a secret's `not_before` / `not_after` window
 
 mod encoding;
 mod engine;
@@ -44,6 +45,7 @@ pub mod providers;
 mod scheme;
 mod signing;
 mod twilio;
+mod validity;
 
 #[cfg(test)]
 mod capability_tests;
@@ -58,6 +60,7 @@ pub use scheme::{
     TimestampSpec, TimestampUnit,
 };
 pub use signing::{Message, SignError, Signed};
+pub use validity::Validity;
 
 /// Why a request failed verification. Fixed, HTTP-free; `proxy.rs` maps it to a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

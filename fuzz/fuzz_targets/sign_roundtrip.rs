@@ -4,6 +4,10 @@
 //! seconds from the fixed now (the message's timestamp), `id` the message id
 //! (trimmed; empty: a fixed one), `flip` a number choosing which body byte is
 //! flipped and by which mask.
+//!
+//! Messages are signed with `sign_message`, so Mailgun's body is the event
+//! wrapped with its signature object; the flipped byte is always one of the
+//! event (the message body given here), which Mailgun does not sign.
 #![no_main]
 
 use hookgate::verify::{Input, Message, Payload, Rejection, TimestampSource, TimestampUnit};
@@ -53,24 +57,47 @@ fuzz_target!(|data: &[u8]| {
             Some(TimestampSource::JsonBody(field)) => Some(json_field(body, field)),
             _ => None,
         };
-        let signed = match case.verifier.try_sign(k, &msg) {
+        let carried = scheme.carried_in_body();
+        let signed = match case.verifier.sign_message(k, &msg) {
             Ok(s) => s,
             Err(e) => {
-                // Only a body without its signed timestamp cannot be signed.
+                // Only a body without its signed timestamp cannot be signed,
+                // or (Mailgun, which wraps the event) one that is not JSON.
+                let not_json =
+                    carried && serde_json::from_slice::<serde_json::Value>(body).is_err();
                 assert!(
-                    matches!(json, Some(Err(_))),
-                    "{}: try_sign refused: {e}",
+                    matches!(json, Some(Err(_))) || not_json,
+                    "{}: sign_message refused: {e}",
                     case.name
                 );
                 continue;
             }
         };
-        let headers = header_map(&signed);
+        // Where the message body sits in what is sent: all of it, or
+        // (Mailgun) the event after the signature object, before the final `}`.
+        let start = if carried {
+            let start = signed.body.len().saturating_sub(body.len() + 1);
+            assert!(
+                signed.body[start..].starts_with(body) && signed.body.ends_with(b"}"),
+                "{}: the event is not the end of the signed body",
+                case.name
+            );
+            start
+        } else {
+            assert_eq!(
+                signed.body, body,
+                "{}: sign_message changed the body",
+                case.name
+            );
+            0
+        };
+        let sent = &signed.body[..];
+        let headers = header_map(&signed.headers);
         let input = Input {
             method: &POST,
             path_and_query: PATH,
             headers: &headers,
-            body: Payload::Whole(body),
+            body: Payload::Whole(sent),
             public_url: Some(PUBLIC_URL),
         };
         let tolerance = case.verifier.tolerance();
@@ -80,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
             (Some(_), Some(Err(_))) => unreachable!("try_sign signed without a body timestamp"),
             (Some(spec), None) => {
                 let ts_unit = match spec.unit {
-                    TimestampUnit::Seconds => ts,
+                    TimestampUnit::Seconds | TimestampUnit::Rfc3339 => ts,
                     TimestampUnit::Millis => ts * 1000,
                 };
                 in_window(ts_unit, spec.unit, now(), tolerance)
@@ -105,10 +132,10 @@ fuzz_target!(|data: &[u8]| {
         }
         // The body as hookgate holds a large one: in blocks, never joined.
         // Split at the flip point, it must verify exactly as the whole.
-        let at = usize::try_from(flip % body.len() as u64).unwrap_or(0);
+        let at = start + usize::try_from(flip % body.len() as u64).unwrap_or(0);
         let blocks = [
-            bytes::Bytes::copy_from_slice(&body[..at]),
-            bytes::Bytes::copy_from_slice(&body[at..]),
+            bytes::Bytes::copy_from_slice(&sent[..at]),
+            bytes::Bytes::copy_from_slice(&sent[at..]),
         ];
         let split = Input {
             body: Payload::Blocks(&blocks),
@@ -121,7 +148,7 @@ fuzz_target!(|data: &[u8]| {
             "{}: the body in blocks verified differently",
             case.name
         );
-        let mut tampered = body.to_vec();
+        let mut tampered = sent.to_vec();
         let mask = match (flip >> 32) as u8 {
             0 => 1,
             m => m,
@@ -137,7 +164,24 @@ fuzz_target!(|data: &[u8]| {
         let unsigned_body = case.name == "gitlab";
         // Twilio signs the decoded, sorted form parameters, not the bytes.
         let same_signed = case.name == "twilio" && form_model(body) == form_model(&tampered);
-        if unsigned_body || same_signed {
+        if carried {
+            // Mailgun signs the token and timestamp, not the event: a changed
+            // event still verifies as the same delivery, unless the body is
+            // no longer JSON (or no longer holds that signature object).
+            match result {
+                Ok(t) => assert_eq!(
+                    (t.secret_index(), t.replay_id()),
+                    (k, v.replay_id()),
+                    "{}: a changed event verified as another delivery",
+                    case.name
+                ),
+                Err(r) => assert!(
+                    matches!(r, Rejection::MissingSignature | Rejection::InvalidSignature),
+                    "{}: a changed event gave {r:?}",
+                    case.name
+                ),
+            }
+        } else if unsigned_body || same_signed {
             assert!(result.is_ok(), "{}: {result:?}", case.name);
         } else {
             assert_eq!(

@@ -18,10 +18,22 @@
 //! signature. The model is deliberately more lenient than the engine (hex in
 //! any case, base64 with any trailing `=`), so it never reports a correct
 //! acceptance; it does report any acceptance of bytes the engine did not sign.
+//!
+//! Three kinds of provider need more than that comparison:
+//! - ECDSA P-256 (SendGrid) is malleable: `(r, s)` and `(r, n - s)` both
+//!   verify, so signatures are compared normalised to low `s` (what the
+//!   engine's replay id hashes);
+//! - RFC 3339 timestamps (Twitch, Zendesk) are parsed by a model here; `try_sign`
+//!   writes them to the second with `Z`, so a seed signed over another
+//!   spelling (a fraction, `+00:00`) would be reported: the fuzzer cannot
+//!   forge one, and the committed seeds use the canonical spelling only;
+//! - a signature carried in the body (Mailgun) is recomputed here with
+//!   `hmac` from the body's `signature` object, independently of the engine.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hmac::{Hmac, Mac};
 use hookgate::verify::{
     generic, providers, Algorithm, Encoding, Input, KeyEncoding, Message, Part, Scheme,
     SignatureFormat, TimestampSource, TimestampUnit, Verified, Verifier,
@@ -134,8 +146,19 @@ const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WHSK: &str =
     "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==";
 
+/// A secret of the form `provider` hands out that can sign (a `whsec_` key
+/// for Svix senders, Discord's hex Ed25519 seed + public key, SendGrid's
+/// base64 P-256 key, hex or base64 for those that decode theirs), made once.
+fn example(provider: &str) -> &'static str {
+    let secret = providers::example_secret(provider, b"hookgate-fuzz")
+        .unwrap_or_else(|| panic!("{provider}: no example secret"));
+    // Made once per provider by `cases()` (a `OnceLock`): a bounded leak.
+    Box::leak(secret.into_boxed_str())
+}
+
 /// The secrets of each built-in provider: those of its valid vectors in
-/// tests/fixtures (so the vectors are valid seeds), else a fixed one.
+/// tests/fixtures (so the vectors are valid seeds), else a fixed one where
+/// the key is the secret's text, else one of the form the provider hands out.
 fn secrets(provider: &str) -> Vec<&'static str> {
     match provider {
         "svix" => vec![WHSEC, WHSK],
@@ -161,7 +184,15 @@ fn secrets(provider: &str) -> Vec<&'static str> {
             "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_TjIG2BXbm83HPXqNfziwe506sBEdqL/4",
         ],
         "linear" => vec!["lin_wh_test_6e1c0f6e"],
-        _ => vec!["hookgate-fuzz-secret"],
+        _ => match providers::builtin(provider) {
+            Some(s)
+                if s.key_encoding == KeyEncoding::Utf8
+                    && !matches!(s.algorithm, Algorithm::Ed25519 | Algorithm::EcdsaP256) =>
+            {
+                vec!["hookgate-fuzz-secret"]
+            }
+            _ => vec![example(provider)],
+        },
     }
 }
 
@@ -335,7 +366,7 @@ pub fn json_field(body: &[u8], field: &str) -> Result<u64, bool> {
 pub fn window(unit: TimestampUnit, now: SystemTime, tolerance: Duration) -> (u64, u64) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     match unit {
-        TimestampUnit::Seconds => (since.as_secs(), tolerance.as_secs()),
+        TimestampUnit::Seconds | TimestampUnit::Rfc3339 => (since.as_secs(), tolerance.as_secs()),
         TimestampUnit::Millis => (
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
             u64::try_from(tolerance.as_millis()).unwrap_or(u64::MAX),
@@ -350,7 +381,7 @@ pub fn in_window(ts: u64, unit: TimestampUnit, now: SystemTime, tolerance: Durat
 
 fn at_unit(ts: u64, unit: TimestampUnit) -> SystemTime {
     match unit {
-        TimestampUnit::Seconds => UNIX_EPOCH + Duration::from_secs(ts),
+        TimestampUnit::Seconds | TimestampUnit::Rfc3339 => UNIX_EPOCH + Duration::from_secs(ts),
         TimestampUnit::Millis => UNIX_EPOCH + Duration::from_millis(ts),
     }
 }
@@ -365,6 +396,8 @@ fn signature_text<'v>(format: &SignatureFormat, value: &'v str) -> &'v str {
             .rev()
             .find_map(|p| p.strip_prefix(key.as_str())?.strip_prefix('='))
             .unwrap_or(""),
+        // Never in a header: `check_carried` reads the body instead.
+        SignatureFormat::JsonBody { .. } => "",
     }
 }
 
@@ -407,6 +440,7 @@ fn offered<'r>(format: &SignatureFormat, raw: &'r [u8], asymmetric: bool) -> Vec
                 })
                 .collect()
         }
+        SignatureFormat::JsonBody { .. } => Vec::new(),
     }
 }
 
@@ -424,10 +458,19 @@ fn same_signature(encoding: Encoding, offered: &[u8], expected: &str) -> bool {
     }
 }
 
-fn decode_signature(encoding: Encoding, text: &str) -> Vec<u8> {
+/// An ECDSA P-256 DER signature as `(r, s)` with `s` low: what one signature
+/// is, whichever of its two forms was sent; `None` when it is not strict DER.
+fn p256_normalised(encoding: Encoding, text: &[u8]) -> Option<[u8; 64]> {
+    let text = std::str::from_utf8(text).ok()?;
+    let der = decode(encoding, text)?;
+    let sig = p256::ecdsa::Signature::from_der(&der).ok()?;
+    Some(sig.normalize_s().unwrap_or(sig).to_bytes().into())
+}
+
+fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let text = text.trim_end_matches('=');
-    let decoded = match encoding {
+    match encoding {
         Encoding::Hex => hex::decode(text).ok(),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(text)
@@ -435,8 +478,54 @@ fn decode_signature(encoding: Encoding, text: &str) -> Vec<u8> {
         Encoding::Base64Url => base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(text)
             .ok(),
+    }
+}
+
+/// Model of an RFC 3339 timestamp as the engine reads it (lenient): `YYYY-MM-DDTHH:MM:SS`,
+/// an optional fraction (dropped), then `Z` or `+00:00`; whole seconds since the epoch.
+pub fn rfc3339_model(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (main, rest) = text.split_at_checked(19)?;
+    let rest = match rest.strip_prefix('.') {
+        Some(r) => r.trim_start_matches(|c: char| c.is_ascii_digit()),
+        None => rest,
     };
-    decoded.unwrap_or_else(|| panic!("try_sign produced an undecodable signature {text:?}"))
+    if !matches!(rest, "Z" | "z" | "+00:00" | "-00:00") {
+        return None;
+    }
+    let b = main.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u64> {
+        let s = main.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if y < 1970 || !(1..=12).contains(&m) || d == 0 || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), March-based years.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + hh * 3_600 + mm * 60 + ss)
+}
+
+fn decode_signature(encoding: Encoding, text: &str) -> Vec<u8> {
+    decode(encoding, text)
+        .unwrap_or_else(|| panic!("try_sign produced an undecodable signature {text:?}"))
 }
 
 /// Asserts that a request the engine accepted carries, in the right kind of
@@ -453,6 +542,9 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
         k < case.secrets.len(),
         "{name}: secret index {k} out of range"
     );
+    if let SignatureFormat::JsonBody { object } = &scheme.format {
+        return check_carried(case, object, &contiguous, now, v);
+    }
     let raw = header(input.headers, &scheme.signature_header)
         .unwrap_or_else(|| panic!("{name}: verified without a signature header"));
 
@@ -492,6 +584,16 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
             };
             match text {
                 None => UNIX_EPOCH,
+                Some(text) if spec.unit == TimestampUnit::Rfc3339 => {
+                    let ts = rfc3339_model(text).unwrap_or_else(|| {
+                        panic!("{name}: verified a malformed RFC 3339 timestamp {text:?}")
+                    });
+                    assert!(
+                        in_window(ts, spec.unit, now, case.verifier.tolerance()),
+                        "{name}: verified timestamp {ts} outside the window"
+                    );
+                    at_unit(ts, spec.unit)
+                }
                 Some(text) => {
                     assert!(
                         !text.is_empty() && text.len() <= 19 && text.iter().all(u8::is_ascii_digit),
@@ -560,10 +662,16 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
             continue;
         }
         let expected = signature_text(&scheme.format, value);
-        if offered
-            .iter()
-            .any(|o| same_signature(encoding, o, expected))
-        {
+        let same = |o: &&[u8]| {
+            if scheme.algorithm == Algorithm::EcdsaP256 {
+                p256_normalised(encoding, o).is_some()
+                    && p256_normalised(encoding, o)
+                        == p256_normalised(encoding, expected.as_bytes())
+            } else {
+                same_signature(encoding, o, expected)
+            }
+        };
+        if offered.iter().any(same) {
             matched = Some(expected.to_string());
             break;
         }
@@ -587,6 +695,10 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
     } else {
         let tag = if scheme.algorithm == Algorithm::Token && !asymmetric {
             Sha256::digest(&contiguous).to_vec()
+        } else if scheme.algorithm == Algorithm::EcdsaP256 {
+            p256_normalised(encoding, expected.as_bytes())
+                .unwrap_or_else(|| panic!("{name}: try_sign made an invalid DER signature"))
+                .to_vec()
         } else {
             decode_signature(encoding, &expected)
         };
@@ -600,6 +712,56 @@ pub fn check_verified(case: &Case, input: &Input<'_>, now: SystemTime, v: &Verif
         v.replay_id(),
         &replay,
         "{name}: replay id does not rest on the authenticated bytes"
+    );
+}
+
+/// The oracle for a signature carried in the body (Mailgun): the body's
+/// `object` holds string fields `timestamp` (digits, in the window), `token`
+/// and `signature`, the hex HMAC-SHA256 of timestamp + token under the
+/// secret `Verified` names, recomputed here; the replay id rests on the token.
+fn check_carried(case: &Case, object: &str, body: &[u8], now: SystemTime, v: &Verified) {
+    let name = case.name;
+    let k = v.secret_index();
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{name}: verified a body that is not JSON: {e}"));
+    let field = |f: &str| -> &str {
+        value
+            .get(object)
+            .and_then(|o| o.get(f))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| panic!("{name}: verified without a string {object}.{f}"))
+    };
+    let (timestamp, token, signature) = (field("timestamp"), field("token"), field("signature"));
+    assert!(
+        timestamp.len() <= 19 && timestamp.bytes().all(|b| b.is_ascii_digit()),
+        "{name}: verified a malformed timestamp {timestamp:?}"
+    );
+    let ts: u64 = timestamp
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}: timestamp {timestamp:?} is not a u64"));
+    assert!(
+        in_window(ts, TimestampUnit::Seconds, now, case.verifier.tolerance()),
+        "{name}: verified timestamp {ts} outside the window"
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(case.secrets[k].as_bytes())
+        .unwrap_or_else(|e| panic!("{name}: HMAC key: {e}"));
+    mac.update(timestamp.as_bytes());
+    mac.update(token.as_bytes());
+    let expected = hex::encode(mac.finalize().into_bytes());
+    assert!(
+        signature.trim().eq_ignore_ascii_case(&expected),
+        "{name}: verified a signature that is not HMAC(secret {k}, timestamp + token): {signature:?}"
+    );
+    let replay: [u8; 32] = Sha256::new()
+        .chain_update(b"id\0")
+        .chain_update(token.as_bytes())
+        .finalize()
+        .into();
+    assert_eq!(
+        v.replay_id(),
+        &replay,
+        "{name}: replay id does not rest on the signed token"
     );
 }
 

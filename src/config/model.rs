@@ -21,6 +21,10 @@ pub struct Config {
     pub limits: Limits,
     pub replay: Replay,
     pub routes: Vec<RouteConfig>,
+    /// `[upstream] attestation_key`: signs `Hookgate-Attestation` (see
+    /// `attest`). Kept out of `Upstream`, whose changes need a restart: this
+    /// reloads with the routes.
+    pub attestation_key: Option<Secret>,
     pub warnings: Vec<Warning>,
 }
 

@@ -50,6 +50,7 @@ pub(super) struct RawUpstream {
     pub(super) timeout: Option<Dur>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) forwarded_headers: Option<bool>,
+    pub(super) attestation_key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,19 +82,67 @@ pub(super) struct RawReplay {
     pub(super) on_store_error: OnStoreError,
 }
 
-/// A secret spec, optionally named for metrics.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A secret: a spec string (`env:NAME`, `file:PATH` or a literal), or a table
+/// `{ source = "…", name = "…", not_before = …, not_after = … }` where only
+/// `source` is required. `value` is accepted for `source` (the form before
+/// validity windows existed); giving both is an error.
 pub(super) enum RawSecret {
     Plain(String),
-    Named(NamedSecret),
+    Table(TableSecret),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NamedSecret {
-    pub(super) value: String,
-    pub(super) name: String,
+pub(super) struct TableSecret {
+    #[serde(alias = "value")]
+    pub(super) source: String,
+    pub(super) name: Option<String>,
+    /// RFC 3339 text, or a TOML offset date-time; checked in `config::route`.
+    pub(super) not_before: Option<RawInstant>,
+    pub(super) not_after: Option<RawInstant>,
+}
+
+/// An instant as written: a string or a TOML date-time, kept as its text.
+pub(super) struct RawInstant(pub(super) String);
+
+impl<'de> Deserialize<'de> for RawSecret {
+    // By hand, not `#[serde(untagged)]`: an untagged enum replaces the
+    // table's own error (an unknown key, a missing `source`) with "did not
+    // match any variant".
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSecret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret spec string or a table { source = \"…\", name, not_before, not_after }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecret, E> {
+                Ok(RawSecret::Plain(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawSecret, A::Error> {
+                TableSecret::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawSecret::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawInstant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(RawInstant(s)),
+            toml::Value::Datetime(dt) => Ok(RawInstant(dt.to_string())),
+            other @ (toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::Boolean(_)
+            | toml::Value::Array(_)
+            | toml::Value::Table(_)) => Err(de::Error::custom(format!(
+                "expected an RFC 3339 date-time such as \"2026-12-01T00:00:00Z\", found a {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 /// An HTTP method a route may accept, in upper or lower case.

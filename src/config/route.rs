@@ -7,9 +7,9 @@ use http::Method;
 
 use super::model::{PathPattern, RouteConfig};
 use super::raw::{RawRoute, RawSecret};
-use super::secret::resolve_secret;
-use super::{ConfigError, Env, Warning};
-use crate::verify::{generic, providers, KeyEncoding, Scheme};
+use super::secret::{resolve_secret, validity};
+use super::{ConfigError, Env, Secret, Warning};
+use crate::verify::{generic, providers, KeyEncoding, Scheme, Validity};
 
 /// The provider name that selects the generic scheme.
 const GENERIC: &str = "hmac";
@@ -40,12 +40,28 @@ pub(super) fn route(
     }
     let mut secrets = Vec::with_capacity(raw.secrets.len());
     for (j, secret) in raw.secrets.into_iter().enumerate() {
-        let (spec, label) = match secret {
-            RawSecret::Plain(spec) => (spec, j.to_string()),
-            RawSecret::Named(named) => (named.value, named.name),
-        };
         let f = field(&format!("secrets[{j}]"));
-        let secret = resolve_secret(&spec, label, path, env, &f, warnings)?;
+        let (spec, label, window) = match secret {
+            RawSecret::Plain(spec) => (spec, j.to_string(), Validity::ALWAYS),
+            RawSecret::Table(t) => {
+                let window = validity(
+                    t.not_before.as_ref().map(|i| i.0.as_str()),
+                    t.not_after.as_ref().map(|i| i.0.as_str()),
+                    path,
+                    &f,
+                )?;
+                (t.source, t.name.unwrap_or_else(|| j.to_string()), window)
+            }
+        };
+        // The label names the secret's metric series (matches, expiry): one series each.
+        if let Some(k) = secrets.iter().position(|s: &Secret| s.label == label) {
+            return Err(ConfigError::new(
+                path,
+                format!("{f}.name"),
+                format!("{label:?} already names secrets[{k}] (a secret without a name is named by its position)"),
+            ));
+        }
+        let secret = resolve_secret(&spec, label, path, env, &f, warnings)?.with_validity(window);
         if secret.expose().starts_with(b"whsec_") && !takes_whsec(&raw.provider, &scheme) {
             warnings.push(Warning {
                 field: f,

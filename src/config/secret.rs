@@ -1,10 +1,13 @@
-//! Secrets: `env:NAME`, `file:PATH` or a literal, resolved once at load;
+//! Secrets: `env:NAME`, `file:PATH` or a literal, resolved once at load, with
+//! their validity window (`not_before` / `not_after`, RFC 3339);
 //! `Secret`'s `Debug` and `Display` never show the bytes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::{ConfigError, Env, Warning};
+use crate::verify::Validity;
 
 /// Where a secret came from: shown instead of the secret itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -31,6 +34,8 @@ pub struct Secret {
     pub source: SecretSource,
     /// The metrics label for `hookgate_secret_matches_total`: its `name`, or its position.
     pub label: String,
+    /// When this secret verifies (a route secret's `not_before` / `not_after`).
+    pub validity: Validity,
 }
 
 impl Secret {
@@ -39,7 +44,12 @@ impl Secret {
             value,
             source,
             label,
+            validity: Validity::ALWAYS,
         }
+    }
+
+    pub fn with_validity(self, validity: Validity) -> Self {
+        Secret { validity, ..self }
     }
 
     /// The secret's bytes, for key derivation only.
@@ -52,8 +62,8 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Secret({}, label={}, <redacted>)",
-            self.source, self.label
+            "Secret({}, label={}, {}, <redacted>)",
+            self.source, self.label, self.validity
         )
     }
 }
@@ -127,6 +137,40 @@ pub(super) fn resolve_secret(
         return Err(err(format!("secret from {source} is empty")));
     }
     Ok(Secret::new(value, source, label))
+}
+
+/// A secret's `not_before` / `not_after`: RFC 3339 in UTC (`Z` or
+/// `+00:00`, an optional fraction), as text or a TOML date-time. `field` is
+/// the key's full path, named in the error.
+pub(super) fn instant(text: &str, path: &Path, field: &str) -> Result<SystemTime, ConfigError> {
+    humantime::parse_rfc3339(text.trim()).map_err(|e| {
+        ConfigError::new(
+            path,
+            field,
+            format!(
+                "{text:?} is not an RFC 3339 UTC date-time such as \"2026-12-01T00:00:00Z\" ({e})"
+            ),
+        )
+    })
+}
+
+/// The window of a route secret, from its `not_before` and `not_after`.
+pub(super) fn validity(
+    not_before: Option<&str>,
+    not_after: Option<&str>,
+    path: &Path,
+    field: &str,
+) -> Result<Validity, ConfigError> {
+    let bound = |text: Option<&str>, key: &str| {
+        text.map(|t| instant(t, path, &format!("{field}.{key}")))
+            .transpose()
+    };
+    let (nb, na) = (
+        bound(not_before, "not_before")?,
+        bound(not_after, "not_after")?,
+    );
+    Validity::new(nb, na)
+        .map_err(|m| ConfigError::new(path, format!("{field}.not_after"), m.to_string()))
 }
 
 /// `replay.redis_url`: a URL, or `env:NAME` / `file:PATH` holding one (it may carry a password).

@@ -309,3 +309,156 @@ fn a_parse_error_does_not_quote_the_line_it_is_on() {
     assert!(e.message.contains("`redis_url`"), "{e}");
     assert!(!e.to_string().contains("s3cret"), "{e}");
 }
+
+fn with_secrets(secrets: &str) -> String {
+    BASE.replace(
+        r#"secrets = ["env:LEVERS"]"#,
+        &format!("secrets = {secrets}"),
+    )
+}
+
+const KEYS: &[(&str, &str)] = &[
+    ("LEVERS", "whsec_abc"),
+    ("NEW", "whsec_new"),
+    ("OLD", "whsec_old"),
+];
+
+#[test]
+fn secret_tables_take_source_or_value_and_optional_windows() {
+    let text = with_secrets(
+        r#"[{ source = "env:NEW", not_before = "2026-12-01T00:00:00Z" },
+           { value = "env:OLD", name = "2024-q1", not_after = 2026-12-08T00:00:00Z },
+           { source = "env:LEVERS", not_before = "2026-12-01T00:00:00.5Z", not_after = "2027-01-01T00:00:00+00:00" },
+           "env:LEVERS"]"#,
+    );
+    let c = parse_with(&text, KEYS).unwrap();
+    let s = &c.routes[0].secrets;
+    let at = |t: &str| humantime::parse_rfc3339(t).unwrap();
+    assert_eq!(s[0].label, "0");
+    assert_eq!(s[0].validity.not_before, Some(at("2026-12-01T00:00:00Z")));
+    assert_eq!(s[0].validity.not_after, None);
+    assert_eq!(s[0].expose(), b"whsec_new");
+    assert_eq!(s[1].label, "2024-q1");
+    assert_eq!(s[1].validity.not_after, Some(at("2026-12-08T00:00:00Z")));
+    assert_eq!(
+        s[2].validity.not_before,
+        Some(at("2026-12-01T00:00:00Z") + Duration::from_millis(500))
+    );
+    assert_eq!(s[2].validity.not_after, Some(at("2027-01-01T00:00:00Z")));
+    assert!(s[3].validity.is_always());
+}
+
+#[test]
+fn a_bad_window_is_an_error_naming_the_field() {
+    let cases = [
+        (
+            r#"[{ source = "env:NEW", not_before = "2026-12-01" }]"#,
+            "routes[0].secrets[0].not_before",
+        ),
+        (
+            r#"["env:OLD", { source = "env:NEW", not_after = "2026-12-01T00:00:00+02:00" }]"#,
+            "routes[0].secrets[1].not_after",
+        ),
+        (
+            r#"[{ source = "env:NEW", not_before = "2026-12-08T00:00:00Z", not_after = "2026-12-01T00:00:00Z" }]"#,
+            "routes[0].secrets[0].not_after",
+        ),
+        (
+            r#"[{ source = "env:NEW", not_before = "2026-12-01T00:00:00Z", not_after = "2026-12-01T00:00:00Z" }]"#,
+            "routes[0].secrets[0].not_after",
+        ),
+    ];
+    for (secrets, field) in cases {
+        let e = parse_with(&with_secrets(secrets), KEYS).unwrap_err();
+        assert_eq!(e.field, field, "{secrets}: {e}");
+    }
+    let e = parse_with(
+        &with_secrets(r#"[{ source = "env:NEW", not_before = 5 }]"#),
+        KEYS,
+    )
+    .unwrap_err();
+    assert!(e.field.contains("not_before"), "{e}");
+    assert!(e.message.contains("RFC 3339"), "{e}");
+}
+
+#[test]
+fn a_secret_table_keeps_serde_errors_for_unknown_or_missing_keys() {
+    let e = parse_with(
+        &with_secrets(r#"[{ source = "env:NEW", not_afer = "x" }]"#),
+        KEYS,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("not_afer"), "{e}");
+    let e = parse_with(&with_secrets(r#"[{ name = "a" }]"#), KEYS).unwrap_err();
+    assert!(e.message.contains("source"), "{e}");
+    let e = parse_with(
+        &with_secrets(r#"[{ source = "env:NEW", value = "env:OLD" }]"#),
+        KEYS,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("duplicate"), "{e}");
+}
+
+#[test]
+fn two_secrets_of_a_route_cannot_share_a_label() {
+    let e = parse_with(
+        &with_secrets(r#"["env:OLD", { source = "env:NEW", name = "0" }]"#),
+        KEYS,
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "routes[0].secrets[1].name", "{e}");
+}
+
+fn with_attestation(key: &str) -> String {
+    BASE.replace(
+        "url = \"http://127.0.0.1:3000\"\n",
+        &format!("url = \"http://127.0.0.1:3000\"\nattestation_key = \"{key}\"\n"),
+    )
+}
+
+#[test]
+fn attestation_key_is_a_secret_resolved_at_load() {
+    let key = "k".repeat(32);
+    let c = parse_with(
+        &with_attestation("env:AK"),
+        &[("LEVERS", "whsec_abc"), ("AK", &key)],
+    )
+    .unwrap();
+    assert_eq!(c.attestation_key.as_ref().unwrap().expose(), key.as_bytes());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!format!("{c:?}").contains(&key));
+
+    let e = parse_with(&with_attestation("env:AK"), &[("LEVERS", "whsec_abc")]).unwrap_err();
+    assert_eq!(e.field, "upstream.attestation_key");
+
+    let c = parse_with(&with_attestation("short"), &[("LEVERS", "whsec_abc")]).unwrap();
+    let fields: Vec<&str> = c.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["upstream.attestation_key", "upstream.attestation_key"]
+    );
+    assert!(parse_with(BASE, &[("LEVERS", "whsec_abc")])
+        .unwrap()
+        .attestation_key
+        .is_none());
+}
+
+#[test]
+fn with_an_attestation_key_route_names_must_fit_the_header() {
+    let text = with_attestation("env:AK").replace(
+        "path = \"/webhooks/levers\"",
+        "name = \"levers, eu\"\npath = \"/webhooks/levers\"",
+    );
+    let env = [
+        ("LEVERS", "whsec_abc"),
+        ("AK", "0123456789abcdef0123456789abcdef"),
+    ];
+    let e = parse_with(&text, &env).unwrap_err();
+    assert_eq!(e.field, "routes[0].name", "{e}");
+    // Without a key the name is only a label.
+    let text = BASE.replace(
+        "path = \"/webhooks/levers\"",
+        "name = \"levers, eu\"\npath = \"/webhooks/levers\"",
+    );
+    assert!(parse_with(&text, &env).is_ok());
+}

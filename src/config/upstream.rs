@@ -5,8 +5,30 @@ use std::time::Duration;
 
 use super::model::{Upstream, UpstreamTarget};
 use super::raw::RawUpstream;
-use super::secret::relative_to;
-use super::ConfigError;
+use super::secret::{relative_to, resolve_secret, Secret};
+use super::{ConfigError, Env, Warning};
+
+/// `upstream.attestation_key`: a secret like a route's (`env:`, `file:`, or a
+/// literal with a warning); its bytes as written are the HMAC key.
+pub(super) fn attestation_key(
+    spec: &str,
+    path: &Path,
+    env: &Env,
+    warnings: &mut Vec<Warning>,
+) -> Result<Secret, ConfigError> {
+    const FIELD: &str = "upstream.attestation_key";
+    let key = resolve_secret(spec, String::new(), path, env, FIELD, warnings)?;
+    if key.expose().len() < 32 {
+        warnings.push(Warning {
+            field: FIELD.to_string(),
+            message: format!(
+                "the key from {} is shorter than 32 bytes: use 32 random bytes or more (openssl rand -hex 32)",
+                key.source
+            ),
+        });
+    }
+    Ok(key)
+}
 
 pub(super) fn upstream(raw: RawUpstream, path: &Path) -> Result<Upstream, ConfigError> {
     let err = |field: &str, m: String| ConfigError::new(path, field, m);

@@ -10,8 +10,9 @@ use super::raw::{RawConfig, RawLimits, RawListen, RawReplay, RawRoute};
 use super::route::route;
 use super::secret::{redis_url, relative_to};
 use super::units::{Dur, Size};
-use super::upstream::upstream;
+use super::upstream::{attestation_key, upstream};
 use super::{ConfigError, Env, Warning};
+use crate::attest::is_attestable_route_name;
 
 pub(super) fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config, ConfigError> {
     let mut warnings = Vec::new();
@@ -21,10 +22,29 @@ pub(super) fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config,
         .map(|a| socket_addr(&a.addr).map(|addr| Admin { addr }))
         .transpose()
         .map_err(|m| ConfigError::new(path, "admin.addr", m))?;
+    let attestation_key = raw
+        .upstream
+        .attestation_key
+        .as_deref()
+        .map(|spec| attestation_key(spec, path, env, &mut warnings))
+        .transpose()?;
     let upstream = upstream(raw.upstream, path)?;
     let limits = limits(raw.limits, path)?;
     let replay = replay(raw.replay, path, env, &mut warnings)?;
     let routes = routes(raw.routes, path, env, &mut warnings)?;
+    if attestation_key.is_some() {
+        if let Some(r) = routes.iter().find(|r| !is_attestable_route_name(&r.name)) {
+            return Err(ConfigError::new(
+                path,
+                format!("routes[{}].name", r.index),
+                format!(
+                    "{:?} cannot be sent in Hookgate-Attestation (upstream.attestation_key is set): \
+                     a route name must be printable ASCII without ',' or spaces",
+                    r.name
+                ),
+            ));
+        }
+    }
     Ok(Config {
         source: path.to_path_buf(),
         listen,
@@ -33,6 +53,7 @@ pub(super) fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config,
         limits,
         replay,
         routes,
+        attestation_key,
         warnings,
     })
 }

@@ -15,7 +15,7 @@ use super::scheme::TWILIO_SETTINGS;
 use super::twilio::{form_params, port_variants, signed_url};
 use super::{
     json, Algorithm, Part, Rejection, Scheme, SignatureFormat, TimestampSource, TimestampSpec,
-    TimestampUnit, Verified,
+    TimestampUnit, Validity, Verified,
 };
 
 /// A request body as received: one slice, or the blocks it was read into.
@@ -92,6 +92,8 @@ impl<'a> Input<'a> {
 pub struct Verifier {
     pub(super) scheme: Scheme,
     pub(super) keys: Vec<Key>,
+    /// One per key: when it may verify (`Validity::ALWAYS` unless configured).
+    pub(super) validity: Vec<Validity>,
     tolerance: Duration,
 }
 
@@ -140,9 +142,25 @@ impl Verifier {
             .unwrap_or(Duration::from_secs(300));
         Ok(Verifier {
             scheme,
+            validity: vec![Validity::ALWAYS; keys.len()],
             keys,
             tolerance,
         })
+    }
+
+    /// Gives each key, in order, its validity window; keys beyond `windows`
+    /// keep `Validity::ALWAYS`. A key outside its window is skipped by
+    /// `verify` (it still signs: `try_sign` is for tests and the demo).
+    pub fn with_validity(mut self, windows: impl IntoIterator<Item = Validity>) -> Self {
+        for (slot, window) in self.validity.iter_mut().zip(windows) {
+            *slot = window;
+        }
+        self
+    }
+
+    /// Each key's validity window, in configuration order.
+    pub fn validity(&self) -> &[Validity] {
+        &self.validity
     }
 
     pub fn scheme(&self) -> &Scheme {
@@ -209,7 +227,7 @@ impl Verifier {
             form: &form,
         };
         let offered = Offered::read(scheme, &raws, self.announced(input.headers)?);
-        let (secret_index, tag) = self.match_key(&offered, &fields, &urls)?;
+        let (secret_index, tag) = self.match_key(&offered, &fields, &urls, now)?;
         if let Some((field, unit)) = json_after_mac {
             let text = json::json_timestamp(&input.body.contiguous(), field)?;
             check_timestamp(text.as_bytes(), unit, self.tolerance, now)?;

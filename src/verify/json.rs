@@ -45,7 +45,9 @@ pub(super) fn wrap(
     event_field: &str,
     event: &[u8],
 ) -> Result<Vec<u8>, String> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(event)
+    // Parsed as `carried` will parse the whole body: `IgnoredAny` would let a
+    // string with invalid UTF-8 through, making a body the verifier cannot read.
+    serde_json::from_slice::<serde_json::Value>(event)
         .map_err(|_| "this provider sends a JSON event: the body must be JSON".to_string())?;
     let text = |s: &str| serde_json::Value::from(s).to_string();
     let mut out = format!(

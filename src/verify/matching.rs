@@ -58,14 +58,17 @@ impl Offered {
 }
 
 impl Verifier {
-    /// The first key (in configuration order) that a signature matches, with
-    /// what deduplication hashes: the MAC, the signature, or for a token (the
-    /// same on every delivery) the body's digest.
+    /// The first key (in configuration order) inside its validity window at
+    /// `now` that a signature matches, with what deduplication hashes: the
+    /// MAC, the signature, or for a token (the same on every delivery) the
+    /// body's digest. Keys outside their window are skipped before any
+    /// comparison: which keys are in force is configuration, not a secret.
     pub(super) fn match_key(
         &self,
         offered: &Offered,
         fields: &Fields<'_>,
         urls: &[String],
+        now: std::time::SystemTime,
     ) -> Result<(usize, Tag), Rejection> {
         if offered.is_empty() {
             return Err(Rejection::InvalidSignature);
@@ -85,7 +88,10 @@ impl Verifier {
                 })
                 .clone()
         };
-        for (i, key) in self.keys.iter().enumerate() {
+        for (i, (key, validity)) in self.keys.iter().zip(&self.validity).enumerate() {
+            if !validity.contains(now) {
+                continue;
+            }
             let hit = match key {
                 Key::Mac(prepared) => self.mac_match(prepared, offered, fields, urls),
                 Key::Announced(pair) => {

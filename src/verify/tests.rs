@@ -1,5 +1,6 @@
 //! Unit tests of the engine: blocks vs whole bodies, entry parsing, windows, round trips,
-//! Twilio's bodySHA256, tokens, Linear's body timestamp, Ed25519 keys, replay ids.
+//! Twilio's bodySHA256, tokens, Linear's body timestamp, Ed25519 keys, replay ids, and
+//! secret validity windows.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -361,4 +362,102 @@ fn unsigned_ids_dedup_on_the_signature_not_the_header() {
     h.insert("x-levanta-hmac-sha256", upper.parse().unwrap());
     let b = v.verify(&input(&h, b"{}"), at(0)).unwrap();
     assert_eq!(a.replay_id, b.replay_id);
+}
+
+/// `msg` signed with key `k` of `v`, as a request: headers and body.
+fn signed_request(v: &Verifier, k: usize, m: &Message<'_>) -> (HeaderMap, Vec<u8>) {
+    let signed = v.sign_message(k, m).unwrap();
+    let mut headers = HeaderMap::new();
+    for (name, val) in signed.headers {
+        headers.append(name, val.parse().unwrap());
+    }
+    (headers, signed.body)
+}
+
+#[test]
+fn a_secret_verifies_from_not_before_through_not_after_inclusive() {
+    // Rotation: the old secret ends at T, the new one starts at T - 1 h.
+    let t = at(1_796_688_000);
+    let start = t - Duration::from_secs(3600);
+    let ns = Duration::from_nanos(1);
+    let v = Verifier::new(
+        providers::builtin("github").unwrap(),
+        &[b"old-secret", b"new-secret"],
+        None,
+    )
+    .unwrap()
+    .with_validity([
+        Validity::new(None, Some(t)).unwrap(),
+        Validity::new(Some(start), None).unwrap(),
+    ]);
+    let body = br#"{"zen":"Design for failure."}"#;
+    let m = msg(body, t);
+    let (old, _) = signed_request(&v, 0, &m);
+    let (new, _) = signed_request(&v, 1, &m);
+    let check =
+        |h: &HeaderMap, now: SystemTime| v.verify(&input(h, body), now).map(|ok| ok.secret_index());
+
+    assert_eq!(check(&old, start), Ok(0));
+    assert_eq!(check(&old, t), Ok(0), "exactly at not_after");
+    assert_eq!(check(&old, t + ns), Err(Rejection::InvalidSignature));
+    assert_eq!(check(&new, start - ns), Err(Rejection::InvalidSignature));
+    assert_eq!(check(&new, start), Ok(1), "exactly at not_before");
+    assert_eq!(check(&new, t + Duration::from_secs(86_400 * 365)), Ok(1));
+}
+
+#[test]
+fn no_secret_in_its_window_is_an_invalid_signature_for_every_provider() {
+    let now = at(1_700_000_000);
+    let ended = Validity::new(None, Some(now - Duration::from_nanos(1))).unwrap();
+    let future = Validity::new(Some(now + Duration::from_secs(1)), None).unwrap();
+    for name in providers::NAMES {
+        let v = Verifier::new(
+            providers::builtin(name).unwrap(),
+            &[&secret_for(name)],
+            None,
+        )
+        .unwrap();
+        let body = providers::example_body(name, now);
+        let m = Message {
+            body: &body,
+            id: "msg_1",
+            timestamp: now,
+            method: &Method::POST,
+            path_and_query: "/hook",
+            public_url: Some("https://hooks.example.com/hook"),
+        };
+        let (headers, sent) = signed_request(&v, 0, &m);
+        let i = with_url(input(&headers, &sent), m.public_url);
+        assert!(
+            v.verify(&i, now).is_ok(),
+            "{name}: the control does not verify"
+        );
+        for window in [ended, future] {
+            let v = v.clone().with_validity([window]);
+            assert_eq!(
+                v.verify(&i, now).map(|ok| ok.secret_index()),
+                Err(Rejection::InvalidSignature),
+                "{name}: verified with a secret {window}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mailgun_signs_only_events_its_verifier_can_read() {
+    // Found by the fuzzer: a JSON string holding invalid UTF-8 was wrapped,
+    // and the wrapped body then failed to parse as MissingSignature.
+    let now = at(1_700_000_000);
+    let v = Verifier::new(
+        providers::builtin("mailgun").unwrap(),
+        &[&secret_for("mailgun")],
+        None,
+    )
+    .unwrap();
+    let bad = b"{\"a\xa6\":[1,2]}";
+    assert!(v.sign_message(0, &msg(bad, now)).is_err());
+    let good = br#"{"a":[1,2]}"#;
+    let signed = v.sign_message(0, &msg(good, now)).unwrap();
+    let headers = HeaderMap::new();
+    assert!(v.verify(&input(&headers, &signed.body), now).is_ok());
 }

@@ -5,6 +5,8 @@
 //!   official vectors and property tests over the engine
 //! - `server`, `observability`, `redis_store`: TLS, limits, signals and reload; metrics and logs;
 //!   the Redis replay store across replicas
+//! - `windows_attest`: secret validity windows and the `Hookgate-Attestation` header, with the
+//!   README's Node and Python checks
 //! - `check_json`: `hookgate check --json` as a deploy check reads it, secrets never in it
 //! - `hostile`: the hostile-input suite (raw HTTP/1.1 bytes, raw HTTP/2 frames, smuggling, memory)
 //! - `faults`: the fault-injection suite (short run here; the full run is `--ignored`)
@@ -30,3 +32,4 @@ mod providers;
 mod redis_store;
 mod server;
 mod vectors;
+mod windows_attest;
