@@ -1,16 +1,20 @@
 //! How each way a request can end is answered: the status and `outcome`
 //! label of every `Reason` (DESIGN §4), and the `Reason` of every error the
-//! request path's steps return. Exhaustive matches only: a new reason or
+//! request path's steps return; hookgate's own small JSON answers. Exhaustive matches only: a new reason or
 //! error without its row does not compile.
 
 // Every enum match here names each variant: a new one must be decided, not defaulted.
 #![warn(clippy::wildcard_enum_match_arm)]
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
 
 use crate::body::BodyError;
-use crate::forward::ForwardError;
+use crate::forward::{ForwardError, UpstreamBody};
 use crate::metrics::{Outcome, Reason};
+use crate::route::Route;
 use crate::strict::Malformed;
 use crate::verify::Rejection;
 
@@ -64,4 +68,25 @@ pub fn body_reason(e: BodyError) -> Reason {
         BodyError::Incomplete => Reason::BadRequest,
         BodyError::BudgetSpent => Reason::Overloaded,
     }
+}
+
+/// Responses are either hookgate's own JSON or the application's streamed body.
+pub type ProxyBody = Either<Full<Bytes>, UpstreamBody>;
+
+pub fn allow_header(route: &Route) -> Option<HeaderValue> {
+    let list: Vec<&str> = route.methods.iter().map(http::Method::as_str).collect();
+    HeaderValue::from_str(&list.join(", ")).ok()
+}
+
+/// hookgate's own answers: small JSON bodies.
+pub fn json(status: StatusCode, body: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::copy_from_slice(
+        body.as_bytes(),
+    ))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }

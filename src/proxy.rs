@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{request, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
@@ -28,8 +28,7 @@ pub use crate::route::Runtime;
 use crate::strict;
 use crate::verify::{Input, Pass, Rejection, Verified};
 
-/// Responses are either hookgate's own JSON or the application's streamed body.
-pub type ProxyBody = Either<Full<Bytes>, UpstreamBody>;
+pub use crate::outcome::ProxyBody;
 
 /// The clock verification is given; tests pass a fixed one.
 pub type Clock = fn() -> SystemTime;
@@ -340,18 +339,19 @@ impl Proxy {
             End::Duplicate => (
                 Outcome::Duplicate,
                 None,
-                json(StatusCode::OK, r#"{"status":"duplicate"}"#),
+                outcome::json(StatusCode::OK, r#"{"status":"duplicate"}"#),
             ),
             End::Rejected(reason) => {
                 let (outcome, status) = outcome::reason_status(reason);
-                let mut resp = json(status, &format!(r#"{{"error":"{}"}}"#, reason.as_str()));
+                let mut resp =
+                    outcome::json(status, &format!(r#"{{"error":"{}"}}"#, reason.as_str()));
                 match reason {
                     Reason::Overloaded | Reason::ReplayStoreUnavailable => {
                         resp.headers_mut()
                             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                     }
                     Reason::MethodNotAllowed => {
-                        if let Some(allow) = route.and_then(|r| allow_header(r)) {
+                        if let Some(allow) = route.and_then(|r| outcome::allow_header(r)) {
                             resp.headers_mut().insert(header::ALLOW, allow);
                         }
                     }
@@ -397,22 +397,4 @@ fn shape(route: &Route, parts: &request::Parts) -> Result<(), Reason> {
         return Err(Reason::MethodNotAllowed);
     }
     strict::guarded_headers(&parts.headers, &route.guarded).map_err(outcome::malformed_reason)
-}
-
-fn allow_header(route: &Route) -> Option<HeaderValue> {
-    let list: Vec<&str> = route.methods.iter().map(http::Method::as_str).collect();
-    HeaderValue::from_str(&list.join(", ")).ok()
-}
-
-/// hookgate's own answers: small JSON bodies.
-pub fn json(status: StatusCode, body: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Left(Full::new(Bytes::copy_from_slice(
-        body.as_bytes(),
-    ))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
