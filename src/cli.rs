@@ -100,11 +100,7 @@ fn init_logging(format: Option<LogFormat>, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(crate::logsink::Sink::new(!terminal));
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.event_format(crate::logline::JsonLine).init(),
         LogFormat::Text => builder.init(),
     }
 }

@@ -39,6 +39,7 @@
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU, or Redis
 //! - `verify`   the one signature engine; `verify::providers` is the catalog
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
+//! - `logline`  the JSON shape of a log line, written field by field
 //! - `logsink`  log lines to stderr, batched when it is not a terminal
 
 pub mod admin;
@@ -51,6 +52,7 @@ pub mod dedup;
 pub mod demo;
 pub mod detach;
 pub mod forward;
+pub mod logline;
 pub mod logsink;
 pub mod metrics;
 pub mod outcome;
