@@ -113,6 +113,7 @@ impl Store {
     /// addition cannot interleave with another insert.
     pub fn insert(&self, records: &[Record]) -> Result<Vec<Option<u64>>, StoreError> {
         let mut used = self.used.load(Ordering::Acquire);
+        let mut added = 0u64;
         let mut ids = Vec::with_capacity(records.len());
         let txn = self.db.begin_write()?;
         {
@@ -127,11 +128,12 @@ impl Store {
                 let id = self.next_id.fetch_add(1, Ordering::AcqRel);
                 table.insert((record.route.as_str(), id), bytes.as_slice())?;
                 used += size;
+                added += size;
                 ids.push(Some(id));
             }
         }
         txn.commit()?;
-        let added = used - self.used.load(Ordering::Acquire);
+        // Deliveries may have freed bytes meanwhile: add what was stored, not `used`.
         self.used.fetch_add(added, Ordering::AcqRel);
         let mut depth = self.lock_depth();
         for (record, id) in records.iter().zip(&ids) {
@@ -265,5 +267,87 @@ impl Store {
         self.depth
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(route: &str, body: &[u8]) -> Record {
+        Record {
+            route: route.into(),
+            method: "POST".into(),
+            uri: "/w".into(),
+            headers: vec![],
+            body: body.to_vec(),
+            replay_id: [1; 32],
+            peer: "127.0.0.1".parse().unwrap(),
+            tls: false,
+            accepted_at: 1,
+            attempts: 0,
+            next_attempt: 1,
+            last_error: String::new(),
+        }
+    }
+
+    #[test]
+    fn heads_are_each_routes_oldest_and_max_bytes_refuses_without_losing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = record("a", b"0123456789").encode().len() as u64;
+        let store = Store::open(dir.path(), size * 3).unwrap();
+        let batch = [
+            record("b", b"b-first..."),
+            record("a", b"a-first..."),
+            record("a", b"a-second.."),
+            record("b", b"b-second.."),
+        ];
+        let ids = store.insert(&batch).unwrap();
+        assert!(ids[..3].iter().all(Option::is_some));
+        assert_eq!(ids[3], None, "over max_bytes");
+        let heads = store.heads().unwrap();
+        let bodies: Vec<&[u8]> = heads.iter().map(|h| h.record.body.as_slice()).collect();
+        assert_eq!(bodies, [b"a-first...".as_slice(), b"b-first...".as_slice()]);
+        assert_eq!(store.depths()["a"], 2);
+        // Dead-lettering moves; removing frees room for the next insert.
+        let a1 = &heads[0];
+        store.put(Table::Dead, a1.id, &a1.record).unwrap();
+        assert_eq!(
+            (
+                store.len(Table::Pending).unwrap(),
+                store.len(Table::Dead).unwrap()
+            ),
+            (2, 1)
+        );
+        assert_eq!(store.depths()["a"], 1);
+        assert!(store.remove(Table::Dead, "a", a1.id).unwrap());
+        assert!(store.insert(&[record("b", b"b-second..")]).unwrap()[0].is_some());
+        drop(store);
+        // Reopened: the same records, counted again, and new ids after the old.
+        let store = Store::open(dir.path(), size * 3).unwrap();
+        assert_eq!(store.len(Table::Pending).unwrap(), 3);
+        assert_eq!(
+            store.used_bytes(),
+            store
+                .list(Table::Pending, None)
+                .unwrap()
+                .iter()
+                .map(|s| s.record.encode().len() as u64)
+                .sum::<u64>()
+        );
+        let last = store
+            .list(Table::Pending, Some("b"))
+            .unwrap()
+            .last()
+            .unwrap()
+            .id;
+        let more = store.insert(&[record("c", b"")]).unwrap();
+        assert_eq!(more, [None], "still full");
+        assert!(last >= 3);
+        assert!(matches!(
+            Store::open(dir.path(), 1),
+            Err(StoreError::Locked(_))
+        ));
     }
 }
