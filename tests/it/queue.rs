@@ -467,3 +467,41 @@ async fn queue_commands_list_show_redrive_and_drop_on_the_stopped_store() {
         "{out}{dead}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_finishes_the_delivery_in_flight_and_leaves_the_rest_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    app.answer_with(Answer {
+        delay: Duration::from_millis(1500),
+        ..Answer::default()
+    });
+    let config = write_config(dir.path(), app.addr);
+    let mut gw = Hookgate::start(&config).await;
+    for i in 0..3 {
+        let id = format!("term_{i}");
+        let r = post_signed(&gw.url("/webhooks/a"), &id, id.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    // The first delivery is in flight (the app takes 1.5 s): SIGTERM now.
+    eventually(|| app.count() == 1).await;
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+    assert!(
+        gw.logged("\"result\":\"delivered\""),
+        "the delivery in flight was not finished"
+    );
+    assert_eq!(app.count(), 1, "a new delivery started after SIGTERM");
+    let (_, pending, _) = queue_cli(&config, &["list"]);
+    assert_eq!(pending.lines().count(), 3, "{pending}");
+    app.answer_status(200);
+    app.answer_with(Answer::default());
+    let mut gw = Hookgate::start(&config).await;
+    eventually(|| app.count() == 3).await;
+    let bodies: Vec<String> = app
+        .received()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(bodies, ["term_0", "term_1", "term_2"]);
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+}
