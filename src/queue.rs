@@ -100,7 +100,10 @@ fn write_loop(store: &Store, mut rx: mpsc::Receiver<Pending>, stored: &Notify) {
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
-                Err(_) => break,
+                // Nothing more waiting (or no sender left): commit what there is.
+                Err(mpsc::error::TryRecvError::Empty | mpsc::error::TryRecvError::Disconnected) => {
+                    break
+                }
             }
         }
         let (records, replies): (Vec<Record>, Vec<_>) = batch.into_iter().unzip();
