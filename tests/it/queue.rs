@@ -75,6 +75,20 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {name} not exposed"))
 }
 
+/// Waits (10 s at most) until `name` reads `want`: the queue's gauges follow the delivery loop.
+async fn metric_reaches(admin: SocketAddr, name: &str, want: f64) {
+    for _ in 0..200 {
+        if metric(admin, name).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{name} never reached {want} (last {})",
+        metric(admin, name).await
+    );
+}
+
 /// Stops an in-process gateway and waits until its store is closed.
 async fn stop(gw: Gateway) {
     gw.running.shutdown();
@@ -133,7 +147,7 @@ async fn queued_request_is_answered_202_and_reaches_the_app_once_byte_for_byte()
         1.0
     );
     let delivered = "hookgate_queue_attempts_total{result=\"delivered\",route=\"a\"}";
-    assert_eq!(metric(admin, delivered).await, 1.0);
+    metric_reaches(admin, delivered, 1.0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.count(), 1, "delivered more than once");
     // A forwarding route beside it is unchanged: the app's own answer.
@@ -183,10 +197,7 @@ async fn backlog_is_drained_in_order_per_route_once_the_app_is_up() {
         }
     }
     let admin = gw.admin.unwrap();
-    assert_eq!(
-        metric(admin, "hookgate_queue_depth{route=\"a\"}").await,
-        6.0
-    );
+    metric_reaches(admin, "hookgate_queue_depth{route=\"a\"}", 6.0).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let app = Upstream::serve(TcpListener::bind(addr).await.unwrap());
     eventually(|| app.count() == 12).await;
@@ -200,11 +211,7 @@ async fn backlog_is_drained_in_order_per_route_once_the_app_is_up() {
         let want: Vec<String> = (0..6).map(|i| format!("{route}-{i}")).collect();
         assert_eq!(order, want, "route {route} out of order");
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        metric(admin, "hookgate_queue_depth{route=\"a\"}").await,
-        0.0
-    );
+    metric_reaches(admin, "hookgate_queue_depth{route=\"a\"}", 0.0).await;
     assert_eq!(app.count(), 12);
 }
 
@@ -224,13 +231,7 @@ async fn server_errors_are_retried_final_4xx_dead_lettered_and_retry_after_respe
     eventually(|| app.count() >= 3).await;
     app.answer_status(200);
     let delivered = "hookgate_queue_attempts_total{result=\"delivered\",route=\"a\"}";
-    for _ in 0..100 {
-        if metric(admin, delivered).await == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(metric(admin, delivered).await, 1.0);
+    metric_reaches(admin, delivered, 1.0).await;
     assert!(
         metric(
             admin,
