@@ -1,5 +1,5 @@
 //! The composition root: builds every part of a running gateway from one
-//! `Config` (metrics, the replay store, the request path, one upstream client
+//! `Config` (metrics, the replay store, the queue and its delivery loop, the request path, one upstream client
 //! per worker, TLS, the admin listener, the reloader) and hands them to
 //! `server`. Nothing below this module builds another module's parts.
 
@@ -12,10 +12,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{Admin, Health};
-use crate::config::{Config, ConfigError, StoreKind};
+use crate::attest::AttestationKey;
+use crate::config::{Config, ConfigError, Delivery, StoreKind};
 use crate::forward::{Forwarder, SetupError};
 use crate::metrics::Metrics;
 use crate::proxy::{Clock, Proxy, Runtime};
+use crate::queue::{Deliverer, Queue};
 use crate::reload::{ReloadError, Reloader};
 use crate::replay::{MemoryStore, RedisOptions, Store};
 use crate::server::{self, Workers};
@@ -106,14 +108,16 @@ pub async fn start_with(
         .map(|_| Forwarder::new(&config.upstream).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
     let health = Arc::new(Health::default());
-    let proxy = Arc::new(Proxy::new(
+    let queue = open_queue(config)?;
+    let proxy = Proxy::new(
         runtime,
         Arc::clone(&store),
         Arc::clone(&metrics),
         config.limits.max_inflight,
         config.limits.max_buffered,
         clock,
-    ));
+    );
+    let proxy = Arc::new(proxy.with_queue(queue.clone()));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // The admin port outlives the drain, so probes and scrapes see it through.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
@@ -145,6 +149,7 @@ pub async fn start_with(
     ));
     tokio::spawn(Arc::clone(&reloader).watch(shutdown_rx.clone()));
 
+    let delivering = deliver(config, queue, &metrics, shutdown_rx.clone())?;
     let task = tokio::spawn({
         let serving = server::serve(
             listener,
@@ -156,6 +161,7 @@ pub async fn start_with(
         );
         async move {
             serving.await;
+            let _ = delivering.await;
             let _ = admin_stop_tx.send(true);
         }
     });
@@ -178,6 +184,57 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
     Ok((listener, bound))
+}
+
+/// Opens `[queue]`'s store, when there is one (its writer thread starts here).
+fn open_queue(config: &Config) -> Result<Option<Arc<Queue>>, StartError> {
+    let Some(q) = &config.queue else {
+        return Ok(None);
+    };
+    let queue = Queue::open(&q.path, q.max_bytes).map_err(|e| StartError::Setup(e.to_string()))?;
+    let s = queue.store();
+    tracing::info!(path = %q.path.display(), bytes = s.used_bytes(), "queue store open");
+    Ok(Some(Arc::new(queue)))
+}
+
+/// Starts the delivery loop, with an upstream client of its own; a task
+/// that ends at once without a queue.
+fn deliver(
+    config: &Config,
+    queue: Option<Arc<Queue>>,
+    metrics: &Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StartError> {
+    let Some(queue) = queue else {
+        return Ok(tokio::spawn(async {}));
+    };
+    let forwarder = Forwarder::new(&config.upstream)?;
+    let key = config
+        .attestation_key
+        .as_ref()
+        .map(|k| AttestationKey::new(k.expose()));
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .filter(|r| r.delivery == Delivery::Queue)
+        .map(|r| r.name.clone())
+        .collect();
+    // `[queue]` is present: `open_queue` opened it from the same config.
+    let settings = config
+        .queue
+        .clone()
+        .ok_or_else(|| StartError::Setup("[queue] missing".into()))?;
+    let d = Deliverer::new(
+        queue,
+        forwarder,
+        settings,
+        key,
+        Arc::clone(metrics),
+        &routes,
+    );
+    Ok(tokio::spawn(
+        Arc::new(d).run(shutdown, config.limits.shutdown_grace),
+    ))
 }
 
 /// Builds the replay store `[replay]` asks for. A Redis store does not

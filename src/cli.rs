@@ -1,4 +1,4 @@
-//! The command line (`run`, `check`, `sign`, `demo`), logging setup and exit codes.
+//! The command line (`run`, `check`, `sign`, `queue`, `demo`), logging setup and exit codes.
 //!
 //! Exit codes: 0 success, 2 bad configuration or usage (clap's own usage
 //! errors exit 2 too), 1 anything else.
@@ -57,6 +57,8 @@ enum Command {
     /// scheme, secret and public_url). Secrets as in the config: env:NAME,
     /// file:PATH or the value itself.
     Sign(crate::sign::Args),
+    /// Stored requests of a stopped gateway's queue: list, show, redrive, drop.
+    Queue(crate::queue::Args),
     /// Run the real gateway against a built-in echo app and send genuine and forged webhooks.
     Demo {
         /// Exit after printing the table.
@@ -70,7 +72,10 @@ const EXIT_CONFIG: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints a table: keep the gateway's per-request log lines out of it unless asked.
-    let default_level = if matches!(cli.command, Command::Demo { .. } | Command::Sign(_)) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo { .. } | Command::Sign(_) | Command::Queue(_)
+    ) {
         "warn"
     } else {
         "info"
@@ -80,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::Check { config, json } => check(&config, json),
         Command::Run { config, workers } => run(&config, workers),
         Command::Sign(args) => crate::sign::run(args),
+        Command::Queue(args) => crate::queue::command_run(&args),
         Command::Demo { once } => with_runtime(crate::demo::run(once)),
     };
     crate::logsink::flush();

@@ -22,6 +22,8 @@
 //! - `proxy`    one request: route -> shape -> body -> verify -> admit ->
 //!   replay -> forward, and the single place outcomes become responses,
 //!   metrics and log lines
+//! - `queue`    `delivery = "queue"`: store on disk (redb), answer 202,
+//!   deliver in order per route with retries; dead letters; `hookgate queue`
 //! - `dedup`    the replay step: a claim's answer for this route; settling it
 //! - `outcome`  each `Reason`'s status and label; each step's error's `Reason`
 //! - `route`    path -> `Route`, built once from `Config`; the reloadable `Runtime`
@@ -57,6 +59,7 @@ pub mod logsink;
 pub mod metrics;
 pub mod outcome;
 pub mod proxy;
+pub mod queue;
 pub mod reload;
 pub mod replay;
 pub mod report;

@@ -12,15 +12,15 @@ use std::time::SystemTime;
 
 use enum_map::EnumMap;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 mod expiry;
 mod labels;
 pub use expiry::SecretExpiries;
 use expiry::{ExpiryCollector, SecretExpiry};
-pub use labels::{Outcome, Reason, StoreOp};
+pub use labels::{Attempt, Outcome, Reason, StoreOp};
 
 /// The replay store's per-operation handles, resolved once (networked stores only).
 #[derive(Clone)]
@@ -34,6 +34,26 @@ impl StoreMetrics {
         self.duration[op].observe(seconds);
         if !ok {
             self.errors[op].inc();
+        }
+    }
+}
+
+/// One route's queue series (DESIGN §8), resolved once per route.
+#[derive(Clone)]
+pub struct QueueMetrics {
+    /// Records stored and not yet delivered or dead-lettered.
+    pub depth: IntGauge,
+    /// Age of the oldest such record, in seconds (0 when none).
+    pub oldest_seconds: IntGauge,
+    attempts: EnumMap<Attempt, IntCounter>,
+    pub dead_letters: IntCounter,
+}
+
+impl QueueMetrics {
+    pub fn attempt(&self, result: Attempt) {
+        self.attempts[result].inc();
+        if result == Attempt::DeadLettered {
+            self.dead_letters.inc();
         }
     }
 }
@@ -70,6 +90,10 @@ pub struct Metrics {
     secret_expiry: Arc<SecretExpiry>,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    queue_oldest: IntGaugeVec,
+    queue_attempts: IntCounterVec,
+    queue_dead_letters: IntCounterVec,
     pub inflight: IntGauge,
     pub replay_entries: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -189,6 +213,9 @@ impl Metrics {
         };
         let counter = |name: &str, help: &str| registered(&r, IntCounter::new(name, help));
         let gauge = |name: &str, help: &str| registered(&r, IntGauge::new(name, help));
+        let gauges = |name: &str, help: &str, labels: &[&str]| {
+            registered(&r, IntGaugeVec::new(Opts::new(name, help), labels))
+        };
         let metrics = Metrics {
             requests: counters("hookgate_requests_total", "Requests by route and outcome.", &["route", "outcome"]),
             rejections: counters("hookgate_rejections_total", "Requests hookgate answered itself, by route and reason.", &["route", "reason"]),
@@ -199,6 +226,10 @@ impl Metrics {
             secret_matches: counters("hookgate_secret_matches_total", "Which secret of a route's list verified each request (position or name).", &["route", "secret"]),
             store_duration: histograms("hookgate_replay_store_duration_seconds", "Round trips to the replay store (Redis), by operation, failures included.", &STORE_LATENCY, &["op"]),
             store_errors: counters("hookgate_replay_store_errors_total", "Replay store (Redis) operations that failed or timed out, by operation.", &["op"]),
+            queue_depth: gauges("hookgate_queue_depth", "Requests stored for delivery (delivery = \"queue\"), not yet delivered or dead-lettered.", &["route"]),
+            queue_oldest: gauges("hookgate_queue_oldest_seconds", "Age of the oldest request waiting for delivery, in seconds.", &["route"]),
+            queue_attempts: counters("hookgate_queue_attempts_total", "Delivery attempts of stored requests, by result.", &["route", "result"]),
+            queue_dead_letters: counters("hookgate_queue_dead_letters_total", "Stored requests dead-lettered (kept, no longer retried).", &["route"]),
             inflight: gauge("hookgate_inflight_requests", "Requests being processed now."),
             replay_entries: gauge("hookgate_replay_entries", "Ids held by the replay store (memory store)."),
             config_reloads: counters("hookgate_config_reloads_total", "Configuration reloads by result.", &["result"]),
@@ -270,6 +301,18 @@ impl Metrics {
             errors: EnumMap::from_fn(|op: StoreOp| {
                 self.store_errors.with_label_values(&[op.as_str()])
             }),
+        }
+    }
+
+    /// Resolves (and so creates at zero) one route's queue series.
+    pub fn queue(&self, route: &str) -> QueueMetrics {
+        QueueMetrics {
+            depth: self.queue_depth.with_label_values(&[route]),
+            oldest_seconds: self.queue_oldest.with_label_values(&[route]),
+            attempts: EnumMap::from_fn(|a: Attempt| {
+                self.queue_attempts.with_label_values(&[route, a.as_str()])
+            }),
+            dead_letters: self.queue_dead_letters.with_label_values(&[route]),
         }
     }
 

@@ -32,11 +32,45 @@ pub fn reason_status(reason: Reason) -> (Outcome, StatusCode) {
         Reason::InFlight => (Outcome::Rejected, StatusCode::CONFLICT),
         Reason::UpstreamUnavailable => (Outcome::UpstreamError, StatusCode::BAD_GATEWAY),
         Reason::UpstreamTimeout => (Outcome::UpstreamError, StatusCode::GATEWAY_TIMEOUT),
-        Reason::ReplayStoreUnavailable | Reason::Overloaded => {
-            (Outcome::Rejected, StatusCode::SERVICE_UNAVAILABLE)
-        }
+        Reason::ReplayStoreUnavailable
+        | Reason::Overloaded
+        | Reason::QueueFull
+        | Reason::QueueUnavailable => (Outcome::Rejected, StatusCode::SERVICE_UNAVAILABLE),
         Reason::NotImplemented => (Outcome::Rejected, StatusCode::NOT_IMPLEMENTED),
     }
+}
+
+/// hookgate's own answer for `reason`: its JSON body, status, and the
+/// headers it calls for (`Retry-After` on a 503, `Allow` on a 405).
+pub fn rejected(reason: Reason, route: Option<&Route>) -> (Outcome, Response<ProxyBody>) {
+    let (outcome, status) = reason_status(reason);
+    let mut resp = json(status, &format!(r#"{{"error":"{}"}}"#, reason.as_str()));
+    match reason {
+        Reason::Overloaded
+        | Reason::ReplayStoreUnavailable
+        | Reason::QueueFull
+        | Reason::QueueUnavailable => {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Reason::MethodNotAllowed => {
+            if let Some(allow) = route.and_then(allow_header) {
+                resp.headers_mut().insert(header::ALLOW, allow);
+            }
+        }
+        Reason::NoRoute
+        | Reason::BodyTooLarge
+        | Reason::Timeout
+        | Reason::BadRequest
+        | Reason::MissingSignature
+        | Reason::InvalidSignature
+        | Reason::StaleTimestamp
+        | Reason::InFlight
+        | Reason::UpstreamUnavailable
+        | Reason::UpstreamTimeout
+        | Reason::NotImplemented => {}
+    }
+    (outcome, resp)
 }
 
 pub fn malformed_reason(m: Malformed) -> Reason {

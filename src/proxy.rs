@@ -9,14 +9,13 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
 use http::{request, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 use crate::body;
-use crate::config::Mode;
+use crate::config::{Delivery, Mode};
 use crate::dedup::{self, Repeat};
 use crate::detach::Detach;
 use crate::forward::{Forwarder, Origin, UpstreamBody};
@@ -44,6 +43,8 @@ pub struct Proxy {
     /// `limits.max_buffered`: bytes of bodies held at once, across all requests.
     buffered: body::Budget,
     clock: Clock,
+    /// `[queue]`: where `delivery = "queue"` routes store what they accept.
+    queue: Option<Arc<crate::queue::Queue>>,
 }
 
 /// A verified (or shadow) request on its way to the application, with what
@@ -71,6 +72,8 @@ enum End {
     /// The application's response, its body bounded by `upstream.timeout`.
     Forwarded(Response<UpstreamBody>),
     Duplicate,
+    /// Stored for delivery (`delivery = "queue"`): answered 202.
+    Queued,
     Rejected(Reason),
 }
 
@@ -93,7 +96,13 @@ impl Proxy {
             inflight: Semaphore::new(max_inflight),
             buffered,
             clock,
+            queue: None,
         }
+    }
+
+    /// The queue that `delivery = "queue"` routes store into.
+    pub fn with_queue(self, queue: Option<Arc<crate::queue::Queue>>) -> Self {
+        Proxy { queue, ..self }
     }
 
     /// Swaps in a reloaded configuration; requests already running keep the old one.
@@ -172,6 +181,16 @@ impl Proxy {
         // gets an attestation. Hop-by-hop headers go first, so a client cannot
         // name the attestation in `Connection` and have it stripped after.
         crate::forward::strip_hop_by_hop(&mut parts.headers);
+        if route.delivery == Delivery::Queue {
+            let accepted = crate::queue::Accepted::new(parts, blocks, attested, origin);
+            let queue = self.queue.clone();
+            let end = match crate::queue::enqueue(queue, &self.store, route, accepted, ticket).await
+            {
+                Ok(()) => End::Queued,
+                Err(reason) => End::Rejected(reason),
+            };
+            return (end, message_id);
+        }
         let key = route.attestation.as_deref();
         let now = (self.clock)();
         crate::attest::attest(
@@ -341,32 +360,13 @@ impl Proxy {
                 None,
                 outcome::json(StatusCode::OK, r#"{"status":"duplicate"}"#),
             ),
+            End::Queued => (
+                Outcome::Queued,
+                None,
+                outcome::json(StatusCode::ACCEPTED, r#"{"status":"queued"}"#),
+            ),
             End::Rejected(reason) => {
-                let (outcome, status) = outcome::reason_status(reason);
-                let mut resp =
-                    outcome::json(status, &format!(r#"{{"error":"{}"}}"#, reason.as_str()));
-                match reason {
-                    Reason::Overloaded | Reason::ReplayStoreUnavailable => {
-                        resp.headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    }
-                    Reason::MethodNotAllowed => {
-                        if let Some(allow) = route.and_then(|r| outcome::allow_header(r)) {
-                            resp.headers_mut().insert(header::ALLOW, allow);
-                        }
-                    }
-                    Reason::NoRoute
-                    | Reason::BodyTooLarge
-                    | Reason::Timeout
-                    | Reason::BadRequest
-                    | Reason::MissingSignature
-                    | Reason::InvalidSignature
-                    | Reason::StaleTimestamp
-                    | Reason::InFlight
-                    | Reason::UpstreamUnavailable
-                    | Reason::UpstreamTimeout
-                    | Reason::NotImplemented => {}
-                }
+                let (outcome, resp) = outcome::rejected(reason, route.map(|r| &**r));
                 (outcome, Some(reason), resp)
             }
         };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::attest::AttestationKey;
-use crate::config::{Config, ConfigError, Mode, OnStoreError, PathPattern, RouteConfig};
+use crate::config::{Config, ConfigError, Delivery, Mode, OnStoreError, PathPattern, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::verify::Verifier;
 
@@ -22,6 +22,8 @@ pub struct Route {
     pub guarded: Vec<http::HeaderName>,
     pub methods: Vec<Method>,
     pub mode: Mode,
+    /// `forward`, or `queue`: stored, answered 202, delivered by `queue`.
+    pub delivery: Delivery,
     pub public_url: Option<String>,
     pub secret_labels: Vec<String>,
     pub metrics: RouteMetrics,
@@ -181,6 +183,7 @@ fn build_route(
         verifier,
         methods: rc.methods.clone(),
         mode: rc.mode,
+        delivery: rc.delivery,
         public_url: rc.public_url.clone(),
         secret_labels,
         attestation,

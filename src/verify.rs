@@ -95,6 +95,12 @@ impl Pass {
     pub(crate) fn shadow_unverified() -> Pass {
         Pass { _private: () }
     }
+
+    /// A request `queue` stored after it verified, now being delivered: the
+    /// store holds only what the request path accepted with a `Verified`.
+    pub(crate) fn stored() -> Pass {
+        Pass { _private: () }
+    }
 }
 
 impl Verified {

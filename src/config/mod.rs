@@ -29,8 +29,8 @@ mod upstream;
 mod validate;
 
 pub use model::{
-    Admin, Config, Limits, Listen, Mode, OnStoreError, PathPattern, Replay, RouteConfig, StoreKind,
-    TlsFiles, Upstream, UpstreamTarget,
+    Admin, Config, Delivery, Limits, Listen, Mode, OnStoreError, PathPattern, Queue, QueueStore,
+    Replay, RouteConfig, StoreKind, TlsFiles, Upstream, UpstreamTarget,
 };
 pub use secret::{secret_from_spec, Secret, SecretSource};
 pub use units::{parse_duration, parse_size};

@@ -20,6 +20,8 @@ pub struct Config {
     pub upstream: Upstream,
     pub limits: Limits,
     pub replay: Replay,
+    /// `[queue]`: durable delivery (DESIGN §8); `None` when the section is absent.
+    pub queue: Option<Queue>,
     pub routes: Vec<RouteConfig>,
     /// `[upstream] attestation_key`: signs `Hookgate-Attestation` (see
     /// `attest`). Kept out of `Upstream`, whose changes need a restart: this
@@ -171,6 +173,50 @@ impl Replay {
     }
 }
 
+/// `queue.store`. Only `disk` is available; `redis` is read so that it can
+/// be refused with a clear error rather than as an unknown value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueStore {
+    #[default]
+    Disk,
+    Redis,
+}
+
+/// `[queue]`: where accepted requests are kept and how they are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// The directory holding the store's one file (`queue.redb`).
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub concurrency: usize,
+}
+
+/// `routes[].delivery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Forward while the provider waits, and answer with the app's response.
+    #[default]
+    Forward,
+    /// Store durably, answer 202, deliver with retries (DESIGN §8).
+    Queue,
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so that `{:<8}` aligns a column.
+        f.pad(match self {
+            Delivery::Forward => "forward",
+            Delivery::Queue => "queue",
+        })
+    }
+}
+
 /// `routes[].mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -224,6 +270,7 @@ pub struct RouteConfig {
     pub tolerance: Option<Duration>,
     pub methods: Vec<Method>,
     pub mode: Mode,
+    pub delivery: Delivery,
     pub public_url: Option<String>,
     /// This route's position in `routes`, for error messages built later.
     pub index: usize,

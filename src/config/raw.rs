@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::model::{Mode, OnStoreError, StoreKind};
+use super::model::{Delivery, Mode, OnStoreError, QueueStore, StoreKind};
 use super::units::{Dur, Size};
 use crate::verify::generic;
 
@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) replay: RawReplay,
+    pub(super) queue: Option<RawQueue>,
     #[serde(default)]
     pub(super) routes: Vec<RawRoute>,
 }
@@ -80,6 +81,20 @@ pub(super) struct RawReplay {
     pub(super) redis_timeout: Option<Dur>,
     #[serde(default)]
     pub(super) on_store_error: OnStoreError,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    #[serde(default)]
+    pub(super) store: QueueStore,
+    pub(super) path: Option<PathBuf>,
+    pub(super) max_bytes: Option<Size>,
+    pub(super) max_attempts: Option<std::num::NonZeroU32>,
+    pub(super) max_age: Option<Dur>,
+    pub(super) retry_initial: Option<Dur>,
+    pub(super) retry_max: Option<Dur>,
+    pub(super) concurrency: Option<NonZeroUsize>,
 }
 
 /// A secret: a spec string (`env:NAME`, `file:PATH` or a literal), or a table
@@ -190,6 +205,7 @@ pub(super) struct RawRoute {
     pub(super) tolerance: Option<Dur>,
     pub(super) methods: Option<Vec<MethodName>>,
     pub(super) mode: Mode,
+    pub(super) delivery: Delivery,
     pub(super) public_url: Option<String>,
     pub(super) scheme: generic::Raw,
 }
@@ -205,10 +221,11 @@ enum CommonKey {
     Tolerance,
     Methods,
     Mode,
+    Delivery,
     PublicUrl,
 }
 
-const COMMON_KEYS: [&str; 8] = [
+const COMMON_KEYS: [&str; 9] = [
     "name",
     "path",
     "provider",
@@ -216,6 +233,7 @@ const COMMON_KEYS: [&str; 8] = [
     "tolerance",
     "methods",
     "mode",
+    "delivery",
     "public_url",
 ];
 
@@ -281,6 +299,7 @@ impl<'de> Visitor<'de> for RouteVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRoute, A::Error> {
         let (mut name, mut path, mut provider, mut secrets) = (None, None, None, None);
         let (mut tolerance, mut methods, mut mode, mut public_url) = (None, None, None, None);
+        let mut delivery = None;
         let mut scheme = generic::Raw::default();
         while let Some(key) = map.next_key::<RouteKey>()? {
             match key {
@@ -291,6 +310,7 @@ impl<'de> Visitor<'de> for RouteVisitor {
                 RouteKey::Common(CommonKey::Tolerance) => tolerance = Some(map.next_value()?),
                 RouteKey::Common(CommonKey::Methods) => methods = Some(map.next_value()?),
                 RouteKey::Common(CommonKey::Mode) => mode = Some(map.next_value()?),
+                RouteKey::Common(CommonKey::Delivery) => delivery = Some(map.next_value()?),
                 RouteKey::Common(CommonKey::PublicUrl) => public_url = Some(map.next_value()?),
                 RouteKey::Scheme(key) => scheme.read(key, &mut map)?,
             }
@@ -303,6 +323,7 @@ impl<'de> Visitor<'de> for RouteVisitor {
             tolerance,
             methods,
             mode: mode.unwrap_or_default(),
+            delivery: delivery.unwrap_or_default(),
             public_url,
             scheme,
         })

@@ -100,6 +100,7 @@ pub(super) fn route(
         tolerance: raw.tolerance.map(|d| d.0),
         methods,
         mode: raw.mode,
+        delivery: raw.delivery,
         public_url: raw.public_url,
         index: i,
     })

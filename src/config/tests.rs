@@ -462,3 +462,61 @@ fn with_an_attestation_key_route_names_must_fit_the_header() {
     );
     assert!(parse_with(&text, &env).is_ok());
 }
+
+const QUEUED: &str = r#"
+[listen]
+addr = "127.0.0.1:8443"
+[upstream]
+url = "http://127.0.0.1:3000"
+[[routes]]
+path = "/webhooks/levers"
+provider = "svix"
+secrets = ["env:LEVERS"]
+delivery = "queue"
+"#;
+
+#[test]
+fn queue_section_gets_design_defaults_and_a_queue_route_needs_it() {
+    let e = parse_with(QUEUED, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].delivery");
+    assert!(e.message.contains("[queue]"), "{e}");
+    let text = format!("{QUEUED}[queue]\npath = \"q\"\n");
+    let c = parse_with(&text, &[("LEVERS", "x")]).unwrap();
+    let q = c.queue.unwrap();
+    assert_eq!(q.path, Path::new("/etc/hookgate/q"));
+    assert_eq!(q.max_bytes, 1 << 30);
+    assert_eq!(q.max_attempts, 20);
+    assert_eq!(q.max_age, Duration::from_secs(72 * 3600));
+    assert_eq!(q.retry_initial, Duration::from_secs(1));
+    assert_eq!(q.retry_max, Duration::from_secs(600));
+    assert_eq!(q.concurrency, 16);
+    assert_eq!(c.routes[0].delivery, Delivery::Queue);
+    assert_eq!(
+        parse_with(BASE, &[("LEVERS", "x")]).unwrap().routes[0].delivery,
+        Delivery::Forward
+    );
+}
+
+#[test]
+fn queue_store_redis_is_refused_as_not_yet_supported() {
+    let text = format!("{QUEUED}[queue]\nstore = \"redis\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "queue.store");
+    assert!(e.message.contains("not yet supported"), "{e}");
+    let text = format!("{QUEUED}[queue]\nstore = \"s3\"\n");
+    assert!(parse_with(&text, &[("LEVERS", "x")]).is_err());
+    let text = format!("{QUEUED}[queue]\nretry_initial = \"5s\"\nretry_max = \"1s\"\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "queue.retry_max");
+    let text = BASE.replace("secrets", "delivery = \"later\"\nsecrets");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert!(e.message.contains("forward"), "{e}");
+}
+
+#[test]
+fn shadow_route_cannot_queue() {
+    let text = format!("{QUEUED}mode = \"shadow\"\n[queue]\n");
+    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
+    assert_eq!(e.field, "routes[0].delivery");
+    assert!(e.message.contains("shadow"), "{e}");
+}

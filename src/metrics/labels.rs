@@ -11,6 +11,8 @@ pub enum Outcome {
     Rejected,
     Duplicate,
     UpstreamError,
+    /// Stored by a `delivery = "queue"` route and answered 202 (DESIGN §8).
+    Queued,
 }
 
 impl Outcome {
@@ -20,6 +22,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Duplicate => "duplicate",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::Queued => "queued",
         }
     }
 }
@@ -41,6 +44,10 @@ pub enum Reason {
     ReplayStoreUnavailable,
     Overloaded,
     NotImplemented,
+    /// The queue holds `queue.max_bytes`: 503, the provider retries.
+    QueueFull,
+    /// The queue could not store the request (a disk error): 503.
+    QueueUnavailable,
 }
 
 impl Reason {
@@ -60,6 +67,8 @@ impl Reason {
             Reason::ReplayStoreUnavailable => "replay_store_unavailable",
             Reason::Overloaded => "overloaded",
             Reason::NotImplemented => "not_implemented",
+            Reason::QueueFull => "queue_full",
+            Reason::QueueUnavailable => "queue_unavailable",
         }
     }
 }
@@ -80,6 +89,27 @@ impl StoreOp {
             StoreOp::Delivered => "delivered",
             StoreOp::Release => "release",
             StoreOp::Ping => "ping",
+        }
+    }
+}
+
+/// The `result` label of `hookgate_queue_attempts_total`: how one delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Attempt {
+    /// The application answered 2xx: the record is deleted.
+    Delivered,
+    /// Failed; another attempt is scheduled.
+    Failed,
+    /// Failed for the last time (a final 4xx, `max_attempts` or `max_age`): kept as a dead letter.
+    DeadLettered,
+}
+
+impl Attempt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attempt::Delivered => "delivered",
+            Attempt::Failed => "failed",
+            Attempt::DeadLettered => "dead_lettered",
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   README's Node and Python checks
 //! - `check_json`: `hookgate check --json` as a deploy check reads it, secrets never in it
 //! - `hostile`: the hostile-input suite (raw HTTP/1.1 bytes, raw HTTP/2 frames, smuggling, memory)
+//! - `queue`: durable delivery (`delivery = "queue"`), kill -9 included, and `hookgate queue`
 //! - `faults`: the fault-injection suite (short run here; the full run is `--ignored`)
 //! - `support`: the recording upstream, in-process gateways, child processes (hookgate, redis-server), signers
 //!
@@ -29,6 +30,7 @@ mod hostile;
 mod observability;
 mod properties;
 mod providers;
+mod queue;
 mod redis_store;
 mod server;
 mod vectors;

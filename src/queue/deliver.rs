@@ -1,0 +1,346 @@
+//! The delivery loop: forwards stored requests with a `Forwarder` of its own
+//! (the same client and byte-for-byte rules as a normal forward), one at a
+//! time per route so each route's requests arrive in the order received,
+//! at most `concurrency` at once across routes; retries with backoff, and
+//! dead-letters what cannot be delivered.
+//!
+//! Order per route is strict: the oldest record of a route blocks the ones
+//! after it until it is delivered or dead-lettered, because an application
+//! must not see `updated` before `created`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use rand::Rng;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::record::{instant, millis, Record};
+use super::{Queue, Stored, Table};
+use crate::attest::AttestationKey;
+use crate::config;
+use crate::forward::{ForwardError, Forwarder, Origin};
+use crate::metrics::{Attempt, Metrics, QueueMetrics};
+use crate::verify::Pass;
+
+/// How one attempt ended.
+enum Verdict {
+    Delivered,
+    /// Worth retrying (connection error, timeout, 5xx, 408, 409, 429), after at least this long.
+    Retry(String, Option<Duration>),
+    /// Retrying cannot help (another 4xx, a 3xx, an unreadable record).
+    Final(String),
+}
+
+pub struct Deliverer {
+    queue: Arc<Queue>,
+    forwarder: Forwarder,
+    settings: config::Queue,
+    attestation: Option<AttestationKey>,
+    metrics: Arc<Metrics>,
+    /// Each route's series, resolved once (a stored route no longer configured included).
+    routes: std::sync::Mutex<HashMap<String, QueueMetrics>>,
+}
+
+impl Deliverer {
+    pub fn new(
+        queue: Arc<Queue>,
+        forwarder: Forwarder,
+        settings: config::Queue,
+        attestation: Option<AttestationKey>,
+        metrics: Arc<Metrics>,
+        routes: &[String],
+    ) -> Deliverer {
+        let resolved = routes
+            .iter()
+            .map(|r| (r.clone(), metrics.queue(r)))
+            .collect();
+        Deliverer {
+            queue,
+            forwarder,
+            settings,
+            attestation,
+            metrics,
+            routes: std::sync::Mutex::new(resolved),
+        }
+    }
+
+    fn route_metrics(&self, route: &str) -> QueueMetrics {
+        let mut routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        routes
+            .entry(route.to_string())
+            .or_insert_with(|| self.metrics.queue(route))
+            .clone()
+    }
+
+    /// Delivers until `shutdown`; then lets deliveries in flight finish within
+    /// `grace` and leaves everything else stored for the next start.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<String> = JoinSet::new();
+        while !*shutdown.borrow() {
+            let due = self.start_due(&permits, &mut busy, &mut tasks).await;
+            let wait = due
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    // The gateway was dropped without a shutdown: stop too.
+                    if changed.is_err() { break; }
+                }
+                () = self.queue.stored().notified() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(route) = done { busy.remove(&route); }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        let n = tasks.len();
+        tracing::info!(in_flight = n, "queue: stopping deliveries");
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "queue: deliveries still in flight after shutdown_grace; they stay stored"
+            );
+            tasks.abort_all();
+        }
+    }
+
+    /// Starts the head of each idle route that is due; returns how long until
+    /// the next one not yet due.
+    async fn start_due(
+        self: &Arc<Self>,
+        permits: &Arc<Semaphore>,
+        busy: &mut HashSet<String>,
+        tasks: &mut JoinSet<String>,
+    ) -> Option<Duration> {
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(route) = done {
+                busy.remove(&route);
+            }
+        }
+        let store = Arc::clone(self.queue.store());
+        let heads = match tokio::task::spawn_blocking(move || store.heads()).await {
+            Ok(Ok(heads)) => heads,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "queue: cannot read the store");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        self.gauges(&heads);
+        let now = millis(SystemTime::now());
+        let mut next: Option<Duration> = None;
+        for head in heads {
+            if busy.contains(&head.record.route) {
+                continue;
+            }
+            if head.record.next_attempt > now {
+                let d = Duration::from_millis(head.record.next_attempt - now);
+                next = Some(next.map_or(d, |n| n.min(d)));
+                continue;
+            }
+            let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
+                break;
+            };
+            busy.insert(head.record.route.clone());
+            tasks.spawn(Arc::clone(self).deliver(head, permit));
+        }
+        next
+    }
+
+    fn gauges(&self, heads: &[Stored]) {
+        let now = SystemTime::now();
+        for (route, depth) in self.queue.store().depths() {
+            let m = self.route_metrics(&route);
+            m.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+            let oldest = heads
+                .iter()
+                .find(|h| h.record.route == route)
+                .and_then(|h| now.duration_since(instant(h.record.accepted_at)).ok())
+                .map_or(0, |d| d.as_secs());
+            m.oldest_seconds
+                .set(i64::try_from(oldest).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// One attempt at one record, and what it means for the record.
+    async fn deliver(self: Arc<Self>, head: Stored, _permit: OwnedSemaphorePermit) -> String {
+        let Stored { id, record, .. } = head;
+        let route = record.route.clone();
+        let verdict = match request(&record, self.attestation.as_ref()) {
+            Ok((parts, body, origin)) => {
+                // The record was stored only after it verified (see `queue::accept`).
+                let sent = self
+                    .forwarder
+                    .forward(Pass::stored(), parts, body, origin)
+                    .await;
+                self.verdict(sent).await
+            }
+            Err(why) => Verdict::Final(why),
+        };
+        self.settle(id, record, verdict).await;
+        route
+    }
+
+    async fn verdict(
+        &self,
+        sent: Result<http::Response<hyper::body::Incoming>, ForwardError>,
+    ) -> Verdict {
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(ForwardError::Unavailable) => {
+                return Verdict::Retry("upstream unavailable".into(), None)
+            }
+            Err(ForwardError::Timeout) => return Verdict::Retry("upstream timeout".into(), None),
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Read (a bounded part of) the answer, so the connection can be reused.
+        let body = Limited::new(self.forwarder.bounded(resp.into_body()), 64 << 10);
+        let _ = body.collect().await;
+        let error = format!("status {}", status.as_u16());
+        match status {
+            s if s.is_success() => Verdict::Delivered,
+            s if s.is_server_error()
+                || s == StatusCode::REQUEST_TIMEOUT
+                || s == StatusCode::CONFLICT
+                || s == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Verdict::Retry(error, retry_after)
+            }
+            _ => Verdict::Final(error),
+        }
+    }
+
+    /// Deletes, reschedules or dead-letters the record after an attempt.
+    async fn settle(&self, id: u64, mut record: Record, verdict: Verdict) {
+        let metrics = self.route_metrics(&record.route);
+        let now = SystemTime::now();
+        record.attempts = record.attempts.saturating_add(1);
+        let age = now
+            .duration_since(instant(record.accepted_at))
+            .unwrap_or_default();
+        let (table, result) = match verdict {
+            Verdict::Delivered => (None, Attempt::Delivered),
+            Verdict::Retry(error, retry_after)
+                if record.attempts < self.settings.max_attempts && age < self.settings.max_age =>
+            {
+                let wait = backoff(&self.settings, record.attempts)
+                    .max(retry_after.map_or(Duration::ZERO, |d| d.min(self.settings.max_age)));
+                record.next_attempt = millis(now + wait);
+                record.last_error = error;
+                (Some(Table::Pending), Attempt::Failed)
+            }
+            Verdict::Retry(error, _) | Verdict::Final(error) => {
+                record.last_error = error;
+                (Some(Table::Dead), Attempt::DeadLettered)
+            }
+        };
+        metrics.attempt(result);
+        tracing::info!(
+            route = %record.route, id, attempts = record.attempts, result = result.as_str(),
+            error = %record.last_error, "queue delivery"
+        );
+        let store = Arc::clone(self.queue.store());
+        let saved = tokio::task::spawn_blocking(move || match table {
+            None => store.remove(Table::Pending, &record.route, id).map(|_| ()),
+            Some(table) => store.put(table, id, &record),
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(id, error = %e, "queue: cannot record a delivery's result; it will be attempted again")
+            }
+            Err(e) => {
+                tracing::error!(id, error = %e, "queue: recording a delivery's result failed")
+            }
+        }
+    }
+}
+
+/// `retry_initial` doubled per attempt up to `retry_max`, with jitter: a
+/// random wait in the upper half, never below `retry_initial`, so replicas
+/// and routes that failed together do not retry together.
+fn backoff(settings: &config::Queue, attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(32);
+    let base = settings
+        .retry_initial
+        .saturating_mul(1u32 << exp.min(31))
+        .min(settings.retry_max);
+    let hi = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    let lo = (hi / 2).max(u64::try_from(settings.retry_initial.as_millis()).unwrap_or(0));
+    Duration::from_millis(rand::rng().random_range(lo.min(hi)..=hi))
+}
+
+/// The request a record stands for, as the forwarder takes it.
+fn request(
+    record: &Record,
+    key: Option<&AttestationKey>,
+) -> Result<(http::request::Parts, Vec<Bytes>, Origin), String> {
+    let (mut parts, ()) = Request::builder()
+        .method(record.method.as_str())
+        .uri(record.uri.as_str())
+        .body(())
+        .map_err(|e| format!("stored request is invalid: {e}"))?
+        .into_parts();
+    for (name, value) in &record.headers {
+        let name = HeaderName::from_bytes(name).map_err(|e| format!("stored header: {e}"))?;
+        let value = HeaderValue::from_bytes(value).map_err(|e| format!("stored header: {e}"))?;
+        parts.headers.append(name, value);
+    }
+    let body = vec![Bytes::copy_from_slice(&record.body)];
+    crate::attest::attest(
+        &mut parts.headers,
+        key,
+        &record.route,
+        Some(&record.replay_id),
+        &body,
+        SystemTime::now(),
+    );
+    let origin = Origin {
+        peer: record.peer,
+        tls: record.tls,
+    };
+    Ok((parts, body, origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_within_initial_and_max() {
+        let s = config::Queue {
+            path: "q".into(),
+            max_bytes: 1,
+            max_attempts: 20,
+            max_age: Duration::from_secs(3600),
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+            concurrency: 1,
+        };
+        for _ in 0..50 {
+            assert_eq!(backoff(&s, 1), Duration::from_millis(100));
+            let third = backoff(&s, 3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let late = backoff(&s, 40);
+            assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! Durable delivery (`delivery = "queue"`, DESIGN §8): 202 once stored, delivered exactly once,
+//! in order per route, retried or dead-lettered by the application's answer, bounded by
+//! `max_bytes`, surviving kill -9; and `hookgate queue` on the stopped store.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hookgate::queue::{Store, Table};
+use http::{Method, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::support::child::Hookgate;
+use crate::support::*;
+
+/// Two queue routes (`a`, `b`) and one forwarding route (`direct`) in front of `app`.
+fn queue_toml(app: &str, dir: &Path, queue_extra: &str) -> String {
+    format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[upstream]
+url = "{app}"
+timeout = "2s"
+[queue]
+path = "{}"
+retry_initial = "50ms"
+retry_max = "200ms"
+{queue_extra}
+[[routes]]
+name = "a"
+path = "/webhooks/a"
+provider = "svix"
+secrets = ["{SVIX_SECRET}"]
+delivery = "queue"
+[[routes]]
+name = "b"
+path = "/webhooks/b"
+provider = "svix"
+secrets = ["{SVIX_SECRET}"]
+delivery = "queue"
+[[routes]]
+name = "direct"
+path = "/webhooks/direct"
+provider = "svix"
+secrets = ["{SVIX_SECRET}"]
+"#,
+        dir.display()
+    )
+}
+
+/// A port nothing listens on (yet): the application is down.
+async fn down_app() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn post_signed(url: &str, id: &str, body: &[u8]) -> Reply {
+    post(
+        url,
+        &svix_headers(SVIX_SECRET, id, now_secs(), body, "svix-"),
+        body,
+    )
+    .await
+}
+
+async fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let r = send(&format!("http://{admin}/metrics"), Method::GET, &[], b"").await;
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("metric {name} not exposed"))
+}
+
+/// Waits (10 s at most) until `name` reads `want`: the queue's gauges follow the delivery loop.
+async fn metric_reaches(admin: SocketAddr, name: &str, want: f64) {
+    for _ in 0..200 {
+        if metric(admin, name).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{name} never reached {want} (last {})",
+        metric(admin, name).await
+    );
+}
+
+/// Stops an in-process gateway and waits until its store is closed.
+async fn stop(gw: Gateway) {
+    gw.running.shutdown();
+    gw.running.wait().await;
+}
+
+fn stored(dir: &Path) -> (u64, u64) {
+    // The writer thread closes the file once the last handle is gone: allow it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match Store::open(dir, 1 << 30) {
+            Ok(s) => return (s.len(Table::Pending).unwrap(), s.len(Table::Dead).unwrap()),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "store not released: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn queued_request_is_answered_202_and_reaches_the_app_once_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    let gw = Gateway::start(&queue_toml(&app.url(), dir.path(), "")).await;
+    let body = br#"{"type":"order.created","id":"ord_1"}"#;
+    let mut headers = svix_headers(SVIX_SECRET, "msg_q1", now_secs(), body, "svix-");
+    headers.push(("x-repeat".into(), "one".into()));
+    headers.push(("x-repeat".into(), "two".into()));
+    headers.push(("hookgate-attestation".into(), "forged".into()));
+    let r = post(&gw.url("/webhooks/a?x=1"), &headers, body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.text(), r#"{"status":"queued"}"#);
+    eventually(|| app.count() == 1).await;
+    let got = &app.received()[0];
+    assert_eq!(got.uri, "/webhooks/a?x=1");
+    assert_eq!(&got.body[..], body);
+    for (k, v) in headers.iter().filter(|(k, _)| k.starts_with("svix-")) {
+        assert_eq!(got.headers[k.as_str()], v.as_str());
+    }
+    let repeated: Vec<_> = got.headers.get_all("x-repeat").iter().collect();
+    assert_eq!(repeated, ["one", "two"]);
+    assert!(!got.headers.contains_key("hookgate-attestation"));
+    assert_eq!(got.headers["x-forwarded-for"], "127.0.0.1");
+    // The provider retries the same id: the queue owns it now.
+    let again = post(&gw.url("/webhooks/a?x=1"), &headers, body).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.text(), r#"{"status":"duplicate"}"#);
+    let admin = gw.admin.unwrap();
+    assert_eq!(
+        metric(
+            admin,
+            "hookgate_requests_total{outcome=\"queued\",route=\"a\"}"
+        )
+        .await,
+        1.0
+    );
+    let delivered = "hookgate_queue_attempts_total{result=\"delivered\",route=\"a\"}";
+    metric_reaches(admin, delivered, 1.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.count(), 1, "delivered more than once");
+    // A forwarding route beside it is unchanged: the app's own answer.
+    let direct = post_signed(&gw.url("/webhooks/direct"), "msg_d1", body).await;
+    assert_eq!(direct.status, StatusCode::OK);
+    assert_eq!(direct.text(), r#"{"ok":true}"#);
+    stop(gw).await;
+    assert_eq!(stored(dir.path()), (0, 0));
+}
+
+#[tokio::test]
+async fn unverified_requests_are_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    let gw = Gateway::start(&queue_toml(&app.url(), dir.path(), "")).await;
+    let body = b"{}";
+    let mut forged = svix_headers(SVIX_SECRET, "msg_f", now_secs(), body, "svix-");
+    forged[2].1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    assert_eq!(
+        post(&gw.url("/webhooks/a"), &forged, body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&gw.url("/webhooks/a"), &[], body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    stop(gw).await;
+    assert_eq!(stored(dir.path()), (0, 0));
+    assert_eq!(app.count(), 0);
+}
+
+#[tokio::test]
+async fn backlog_is_drained_in_order_per_route_once_the_app_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = down_app().await;
+    let gw = Gateway::start(&queue_toml(&format!("http://{addr}"), dir.path(), "")).await;
+    for i in 0..6 {
+        for route in ["a", "b"] {
+            let body = format!("{route}-{i}");
+            let r = post_signed(
+                &gw.url(&format!("/webhooks/{route}")),
+                &format!("msg_{route}{i}"),
+                body.as_bytes(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED);
+        }
+    }
+    let admin = gw.admin.unwrap();
+    metric_reaches(admin, "hookgate_queue_depth{route=\"a\"}", 6.0).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let app = Upstream::serve(TcpListener::bind(addr).await.unwrap());
+    eventually(|| app.count() == 12).await;
+    for route in ["a", "b"] {
+        let order: Vec<String> = app
+            .received()
+            .iter()
+            .filter(|r| r.uri == format!("/webhooks/{route}"))
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        let want: Vec<String> = (0..6).map(|i| format!("{route}-{i}")).collect();
+        assert_eq!(order, want, "route {route} out of order");
+    }
+    metric_reaches(admin, "hookgate_queue_depth{route=\"a\"}", 0.0).await;
+    assert_eq!(app.count(), 12);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_final_4xx_dead_lettered_and_retry_after_respected() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    let gw = Gateway::start(&queue_toml(&app.url(), dir.path(), "max_attempts = 50")).await;
+    let admin = gw.admin.unwrap();
+    app.answer_status(503);
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/a"), "m1", b"one")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    eventually(|| app.count() >= 3).await;
+    app.answer_status(200);
+    let delivered = "hookgate_queue_attempts_total{result=\"delivered\",route=\"a\"}";
+    metric_reaches(admin, delivered, 1.0).await;
+    assert!(
+        metric(
+            admin,
+            "hookgate_queue_attempts_total{result=\"failed\",route=\"a\"}"
+        )
+        .await
+            >= 2.0
+    );
+
+    app.answer_status(400);
+    let before = app.count();
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/a"), "m2", b"two")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    eventually(|| app.count() == before + 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.count(), before + 1, "a final 4xx was retried");
+    assert_eq!(
+        metric(admin, "hookgate_queue_dead_letters_total{route=\"a\"}").await,
+        1.0
+    );
+
+    app.answer_with(Answer {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        headers: vec![("retry-after".into(), "2".into())],
+        ..Answer::default()
+    });
+    let before = app.count();
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/b"), "m3", b"three")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    eventually(|| app.count() == before + 1).await;
+    let first = Instant::now();
+    app.answer_status(200);
+    eventually(|| app.count() == before + 2).await;
+    let waited = first.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1700),
+        "Retry-After: 2 not respected ({waited:?})"
+    );
+    stop(gw).await;
+    assert_eq!(stored(dir.path()), (0, 1));
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_queue_full_and_loses_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = down_app().await;
+    let gw = Gateway::start(&queue_toml(
+        &format!("http://{addr}"),
+        dir.path(),
+        "max_bytes = \"4KiB\"",
+    ))
+    .await;
+    let body = vec![b'x'; 900];
+    let mut accepted = Vec::new();
+    let mut full = None;
+    for i in 0..20 {
+        let id = format!("full_{i}");
+        let r = post_signed(&gw.url("/webhooks/a"), &id, &body).await;
+        match r.status {
+            StatusCode::ACCEPTED => accepted.push(id),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.text(), r#"{"error":"queue_full"}"#);
+                assert_eq!(r.headers["retry-after"], "1");
+                full = Some(id);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    let full = full.expect("the queue never filled");
+    assert!(accepted.len() >= 2, "{accepted:?}");
+    let admin = gw.admin.unwrap();
+    assert_eq!(
+        metric(
+            admin,
+            "hookgate_rejections_total{reason=\"queue_full\",route=\"a\"}"
+        )
+        .await,
+        1.0
+    );
+    let app = Upstream::serve(TcpListener::bind(addr).await.unwrap());
+    eventually(|| app.count() == accepted.len()).await;
+    // The refused id was released: the provider's retry is accepted once there is room.
+    let r = post_signed(&gw.url("/webhooks/a"), &full, &body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    eventually(|| app.count() == accepted.len() + 1).await;
+    let ids: Vec<String> = app
+        .received()
+        .iter()
+        .map(|r| r.headers["svix-id"].to_str().unwrap().to_string())
+        .collect();
+    let mut want = accepted.clone();
+    want.push(full);
+    assert_eq!(ids, want);
+}
+
+fn write_config(dir: &Path, app: SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("hookgate.toml");
+    std::fs::write(
+        &path,
+        queue_toml(&format!("http://{app}"), &dir.join("queue"), ""),
+    )
+    .unwrap();
+    path
+}
+
+fn queue_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("queue")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn after_kill_9_every_202_reaches_the_app_exactly_once_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = down_app().await;
+    let config = write_config(dir.path(), addr);
+    let mut gw = Hookgate::start(&config).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (route, id) = (["a", "b"][i % 2], format!("kill_{i}"));
+        let r = post_signed(&gw.url(&format!("/webhooks/{route}")), &id, id.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        ids.push(id);
+    }
+    gw.kill9();
+    gw.restart().await;
+    let app = Upstream::serve(TcpListener::bind(addr).await.unwrap());
+    eventually(|| app.count() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut got: Vec<String> = app
+        .received()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every 202 delivered exactly once");
+}
+
+#[tokio::test]
+async fn queue_commands_list_show_redrive_and_drop_on_the_stopped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    let config = write_config(dir.path(), app.addr);
+    let mut gw = Hookgate::start(&config).await;
+    app.answer_status(422);
+    let secret_body = b"{\"card\":\"4242\"}";
+    let mut headers = svix_headers(SVIX_SECRET, "cli_1", now_secs(), secret_body, "svix-");
+    headers.push(("authorization".into(), "Bearer s3cr3t".into()));
+    assert_eq!(
+        post(&gw.url("/webhooks/a"), &headers, secret_body)
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/b"), "cli_2", b"two")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    eventually(|| app.count() == 2).await;
+    gw.wait_logged("dead_lettered").await;
+    // While the gateway runs, the store is its own.
+    let (code, _, err) = queue_cli(&config, &["list"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("in use"), "{err}");
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+
+    let (code, out, err) = queue_cli(&config, &["list", "--dead"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.contains("status 422") && out.contains("/webhooks/a"),
+        "{out}"
+    );
+    assert!(!out.contains("4242"), "{out}");
+    let id = out
+        .lines()
+        .find(|l| l.contains(" a "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (_, shown, _) = queue_cli(&config, &["show", "--id", &id]);
+    assert!(shown.contains("svix-id: cli_1"), "{shown}");
+    assert!(
+        !shown.contains("4242") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+    let (_, shown, _) = queue_cli(&config, &["show", "--id", &id, "--body"]);
+    assert!(
+        shown.contains("4242") && !shown.contains("s3cr3t"),
+        "{shown}"
+    );
+
+    let (code, out, _) = queue_cli(&config, &["redrive", "--id", &id]);
+    assert_eq!((code, out.trim()), (Some(0), "redriven: 1"));
+    let (_, out, _) = queue_cli(&config, &["list"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (code, _, _) = queue_cli(&config, &["drop"]);
+    assert_eq!(code, Some(2), "drop without --id or --dead must refuse");
+    let (code, out, _) = queue_cli(&config, &["drop", "--dead", "--route", "b"]);
+    assert_eq!((code, out.trim()), (Some(0), "dropped: 1"));
+
+    // The redriven one is delivered at the next start.
+    app.answer_status(200);
+    let mut gw = Hookgate::start(&config).await;
+    eventually(|| app.count() == 3).await;
+    assert_eq!(&app.received()[2].body[..], secret_body);
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+    let (_, out, _) = queue_cli(&config, &["list"]);
+    let (_, dead, _) = queue_cli(&config, &["list", "--dead"]);
+    assert_eq!(
+        (out.lines().count(), dead.lines().count()),
+        (1, 1),
+        "{out}{dead}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_delivery_in_flight_and_leaves_the_rest_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    app.answer_with(Answer {
+        delay: Duration::from_millis(1500),
+        ..Answer::default()
+    });
+    let config = write_config(dir.path(), app.addr);
+    let mut gw = Hookgate::start(&config).await;
+    for i in 0..3 {
+        let id = format!("term_{i}");
+        let r = post_signed(&gw.url("/webhooks/a"), &id, id.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    // The first delivery is in flight (the app takes 1.5 s): SIGTERM now.
+    eventually(|| app.count() == 1).await;
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+    assert!(
+        gw.logged("\"result\":\"delivered\""),
+        "the delivery in flight was not finished"
+    );
+    assert_eq!(app.count(), 1, "a new delivery started after SIGTERM");
+    let (_, pending, _) = queue_cli(&config, &["list"]);
+    assert_eq!(pending.lines().count(), 3, "{pending}");
+    app.answer_status(200);
+    app.answer_with(Answer::default());
+    let mut gw = Hookgate::start(&config).await;
+    eventually(|| app.count() == 3).await;
+    let bodies: Vec<String> = app
+        .received()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(bodies, ["term_0", "term_1", "term_2"]);
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+}
