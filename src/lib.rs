@@ -31,13 +31,13 @@
 //!   policy, timeout
 //! - `tls`      PEM -> rustls `ServerConfig` (ALPN h2 + http/1.1), cert reload,
 //!   the upstream client's `ClientConfig`
-//! - `attest`   `Hookgate-Attestation` for verified forwards; inbound
-//!   `Hookgate-*` headers removed
 //! - `strict`   request shape: one valid `Host`, `chunked` only, guarded
 //!   headers sent once and never named in `Connection`
 //! - `body`     read the body within `max_body`, `body_timeout` and `max_buffered`
 //! - `detach`   a forward that, dropped unfinished, runs to its end in a task
 //! - `config`   raw TOML -> validated `Config`, typed once; `Secret` with redacted `Debug`
+//! - `attest`   `Hookgate-Attestation` for verified forwards; inbound
+//!   `Hookgate-*` headers removed
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU, or Redis
 //! - `verify`   the one signature engine; `verify::providers` is the catalog
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
