@@ -149,19 +149,20 @@ fn check(path: &std::path::Path, json: bool) -> ExitCode {
     println!("{}: OK", path.display());
     print!("{}", summary(&config));
     println!(
-        "{:<24} {:<28} {:<18} {:<8} secrets",
-        "route", "path", "provider", "mode"
+        "{:<24} {:<28} {:<18} {:<8} {:<8} secrets",
+        "route", "path", "provider", "mode", "delivery"
     );
     // Routes are kept in configuration order, so they pair with their config.
     let now = std::time::SystemTime::now();
     for (r, rc) in runtime.routes.routes().iter().zip(&config.routes) {
         let secrets: Vec<String> = rc.secrets.iter().map(|s| secret_column(s, now)).collect();
         println!(
-            "{:<24} {:<28} {:<18} {:<8} {}",
+            "{:<24} {:<28} {:<18} {:<8} {:<8} {}",
             r.name,
             r.pattern.as_config_str(),
             r.provider,
             r.mode,
+            rc.delivery,
             secrets.join(", ")
         );
     }
@@ -239,6 +240,19 @@ fn summary(config: &config::Config) -> String {
         humantime::format_duration(r.ttl),
         r.on_store_error
     );
+    if let Some(q) = &config.queue {
+        let _ = writeln!(
+            out,
+            "queue     disk {} (max {} bytes), {} attempts within {}, backoff {} to {}, concurrency {}",
+            q.path.display(),
+            q.max_bytes,
+            q.max_attempts,
+            humantime::format_duration(q.max_age),
+            humantime::format_duration(q.retry_initial),
+            humantime::format_duration(q.retry_max),
+            q.concurrency
+        );
+    }
     out
 }
 
@@ -371,6 +385,31 @@ mod tests {
             secret_column(&s[2], after),
             "old=env:OLD (until 2026-12-08T00:00:00Z, ended: verifies nothing)"
         );
+    }
+
+    #[test]
+    fn check_prints_the_queue_when_there_is_one() {
+        let text = "[listen]\naddr = \"127.0.0.1:8443\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+                    [queue]\npath = \"/var/lib/hookgate/queue\"\nmax_bytes = \"1MiB\"\nconcurrency = 4\n\
+                    [[routes]]\npath = \"/w\"\nprovider = \"github\"\ndelivery = \"queue\"\nsecrets = [\"env:S\"]\n";
+        let env = config::Env::Map(vec![("S".into(), "s".into())]);
+        let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(
+            out.contains("queue     disk /var/lib/hookgate/queue (max 1048576 bytes), "),
+            "{out}"
+        );
+        assert!(out.contains("concurrency 4\n"), "{out}");
+        assert_eq!(c.routes[0].delivery.to_string(), "queue");
+        let plain = text
+            .replace("[queue]", "[replay]")
+            .replace("delivery = \"queue\"\n", "");
+        let plain = plain.replace(
+            "path = \"/var/lib/hookgate/queue\"\nmax_bytes = \"1MiB\"\nconcurrency = 4\n",
+            "",
+        );
+        let c = config::parse(&plain, Path::new("h.toml"), &env).unwrap();
+        assert!(!summary(&c).contains("queue"), "no [queue]: no queue line");
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub fn config_json(config: &Config, routes: &[std::sync::Arc<Route>]) -> Value {
                 OnStoreError::Allow => "allow",
             },
         },
+        "queue": config.queue.as_ref().map(|q| json!({
+            "store": "disk",
+            "path": q.path.display().to_string(),
+            "max_bytes": q.max_bytes,
+            "max_attempts": q.max_attempts,
+            "max_age_seconds": seconds(q.max_age),
+            "retry_initial_seconds": seconds(q.retry_initial),
+            "retry_max_seconds": seconds(q.retry_max),
+            "concurrency": q.concurrency,
+        })),
         "routes": routes.iter().zip(&config.routes).map(|(r, rc)| route(r, rc)).collect::<Vec<_>>(),
     })
 }
@@ -81,6 +91,7 @@ fn route(r: &Route, rc: &RouteConfig) -> Value {
             Mode::Enforce => "enforce",
             Mode::Shadow => "shadow",
         },
+        "delivery": rc.delivery.to_string(),
         "public_url": r.public_url,
         "signs_url": scheme.signs_url(),
         "signature_headers": r.guarded.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
