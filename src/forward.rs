@@ -139,18 +139,9 @@ impl Forwarder {
         // query come from a URI hyper already parsed.
         let uri = Uri::from_parts(target).map_err(|_| ForwardError::Unavailable)?;
 
+        // `end_to_end` already ran on these headers (the request path, once,
+        // before the attestation; a queued record was stored after it).
         let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        if !headers.contains_key(header::HOST) {
-            // HTTP/2 carries the host in :authority; keep it for the application.
-            if let Some(value) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                headers.insert(header::HOST, value);
-            }
-        }
         // The body is forwarded whole: its one length is the length sent.
         // Duplicate (equal) Content-Length lines, which HTTP/2 lets through,
         // collapse into one true value (RFC 9110 §8.6).
@@ -281,6 +272,24 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     let joined = parts.join(", ");
     if let Ok(v) = HeaderValue::from_str(&joined) {
         headers.insert(name, v);
+    }
+}
+
+/// The headers a request is forwarded with, decided once per request: no
+/// hop-by-hop headers, and `Host` from HTTP/2's `:authority` when the request
+/// carried none. Run before anything hookgate adds itself (the attestation),
+/// so a client naming such a header in `Connection` cannot strip it.
+pub fn end_to_end(parts: &mut request::Parts) {
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 carries the host in :authority; keep it for the application.
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, value);
+        }
     }
 }
 

@@ -178,9 +178,9 @@ impl Proxy {
             Err(ended) => return ended,
         };
         // Inbound Hookgate-* headers never reach the app; a verified request
-        // gets an attestation. Hop-by-hop headers go first, so a client cannot
-        // name the attestation in `Connection` and have it stripped after.
-        crate::forward::strip_hop_by_hop(&mut parts.headers);
+        // gets an attestation. The end-to-end headers are settled first, so a
+        // client cannot name the attestation in `Connection` to strip it.
+        crate::forward::end_to_end(&mut parts);
         if route.delivery == Delivery::Queue {
             let accepted = crate::queue::Accepted::new(parts, blocks, attested, origin);
             let queue = self.queue.clone();

@@ -197,18 +197,10 @@ async fn store_request(
         origin,
         ..
     } = accepted;
+    // `forward::end_to_end` already ran: hop-by-hop headers are gone and
+    // `Host` is set; inbound Hookgate-* headers go here.
     let mut headers = parts.headers.clone();
     crate::attest::attest(&mut headers, None, route, None, &[], SystemTime::now());
-    if !headers.contains_key(http::header::HOST) {
-        // HTTP/2 carries the host in :authority; the forward would add it.
-        if let Some(v) = parts
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-        {
-            headers.insert(http::header::HOST, v);
-        }
-    }
     let now = record::millis(SystemTime::now());
     let record = Record {
         route: route.to_string(),
