@@ -1,6 +1,9 @@
-//! The admin listener: `/metrics`, `/healthz` and `/readyz`, never on the public port.
+//! The admin listener: `/metrics`, `/healthz` and `/readyz`, never on the public
+//! port; and `/queue/…`, the `hookgate queue` commands on a running gateway
+//! (answered on loopback only, see `queue::remote`).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::metrics::Metrics;
+use crate::queue::Queue;
 use crate::replay::Store;
 
 /// What `/readyz` reports, set by the server as it starts and drains.
@@ -46,12 +50,29 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     pub health: Arc<Health>,
+    /// The durable-delivery queue, when `[queue]` is configured.
+    pub queue: Option<Arc<Queue>>,
 }
 
 impl Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+        if req.uri().path().starts_with("/queue/") {
+            let reply =
+                crate::queue::serve_command(self.queue.as_ref(), peer, req.method(), req.uri())
+                    .await;
+            let mut resp = text(reply.status, &reply.text);
+            if let Some(allow) = reply.allow {
+                if let Ok(v) = header::HeaderValue::from_str(allow.as_str()) {
+                    resp.headers_mut().insert(header::ALLOW, v);
+                }
+            }
+            return resp;
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            resp.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            return resp;
         }
         match req.uri().path() {
             "/metrics" => {
@@ -116,7 +137,7 @@ impl Admin {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 accepted = listener.accept() => {
-                    let (stream, _) = match accepted {
+                    let (stream, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
                             tracing::warn!(error = %e, "admin accept failed");
@@ -137,7 +158,7 @@ impl Admin {
                         }
                         let svc = service_fn(move |req| {
                             let admin = Arc::clone(&admin);
-                            async move { Ok::<_, Infallible>(admin.handle(req).await) }
+                            async move { Ok::<_, Infallible>(admin.handle(req, peer.ip()).await) }
                         });
                         if let Err(e) = http1.serve_connection(TokioIo::new(stream), svc).await {
                             tracing::debug!(error = %e, "admin connection ended");

@@ -122,19 +122,13 @@ pub async fn start_with(
     // The admin port outlives the drain, so probes and scrapes see it through.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
 
-    let admin_addr = match &config.admin {
-        Some(a) => {
-            let (listener, bound) = bind(a.addr).await?;
-            let admin = Arc::new(Admin {
-                metrics: Arc::clone(&metrics),
-                store: Arc::clone(&store),
-                health: Arc::clone(&health),
-            });
-            tokio::spawn(admin.serve(listener, config.limits.header_timeout, admin_stop_rx));
-            Some(bound)
-        }
-        None => None,
+    let admin = Admin {
+        metrics: Arc::clone(&metrics),
+        store: Arc::clone(&store),
+        health: Arc::clone(&health),
+        queue: queue.clone(),
     };
+    let admin_addr = start_admin(config, admin, admin_stop_rx).await?;
 
     let (listener, addr) = bind(config.listen.addr).await?;
     let workers = Workers::start(&proxy, tls.clone(), &config.limits, forwarders)
@@ -174,6 +168,27 @@ pub async fn start_with(
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// Binds and serves `[admin]`, when configured; a gateway with a queue names
+/// the address it bound beside the store, for `hookgate queue`.
+async fn start_admin(
+    config: &Config,
+    admin: Admin,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(a) = &config.admin else {
+        return Ok(None);
+    };
+    let (listener, bound) = bind(a.addr).await?;
+    let queued = admin.queue.is_some();
+    tokio::spawn(Arc::new(admin).serve(listener, config.limits.header_timeout, stop));
+    if let Some(q) = config.queue.as_ref().filter(|_| queued) {
+        if let Err(e) = crate::queue::announce_admin(&q.path, bound) {
+            tracing::warn!(error = %e, "queue: cannot record the admin address; hookgate queue will use the configured one");
+        }
+    }
+    Ok(Some(bound))
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {

@@ -17,7 +17,8 @@
 //! - `record`   one stored request and its delivery state; its bytes
 //! - `store`    the redb file: pending and dead-lettered tables, `max_bytes`
 //! - `deliver`  the delivery loop: order per route, retries, dead letters, drain
-//! - `command`  `hookgate queue list|show|redrive|drop` on a stopped gateway's store
+//! - `command`  `hookgate queue list|show|redrive|drop` on the store
+//! - `remote`   the same commands through a running gateway's admin listener
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,11 +31,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 mod command;
 mod deliver;
 mod record;
+mod remote;
 mod store;
 
 pub use command::{run as command_run, Args};
 pub use deliver::Deliverer;
 pub use record::Record;
+pub use remote::{announce as announce_admin, serve as serve_command, Reply as CommandReply};
 pub use store::{Store, StoreError, Stored, Table};
 
 use crate::detach::Detach;

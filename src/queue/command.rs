@@ -1,5 +1,6 @@
-//! `hookgate queue list|show|redrive|drop`: the stored requests of a stopped
-//! gateway, read and changed on its store directly. Prints ids, routes,
+//! `hookgate queue list|show|redrive|drop`: the stored requests, read and
+//! changed on the store directly when no gateway holds it, else through the
+//! running gateway's admin listener (`remote`), which runs the same [`act`]. Prints ids, routes,
 //! methods, paths, sizes, attempts and errors; header values and bodies only
 //! with `show` (`--body` for the body), and never a credential header's value.
 
@@ -13,7 +14,7 @@ use super::record::instant;
 use super::{Store, StoreError, Stored, Table};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(super) enum Action {
+pub(crate) enum Action {
     /// One line per stored request (pending; dead letters with --dead).
     List,
     /// One request's details (--id); headers, and its body with --body.
@@ -49,6 +50,39 @@ const REDACTED: [&str; 4] = [
     "x-api-key",
 ];
 
+impl Args {
+    fn query(&self) -> Query {
+        Query {
+            action: self.action,
+            route: self.route.clone(),
+            id: self.id,
+            dead: self.dead,
+            body: self.body,
+        }
+    }
+}
+
+/// What a `hookgate queue` command asks, wherever it runs: on the store
+/// directly, or in a running gateway through its admin listener.
+#[derive(Clone)]
+pub(crate) struct Query {
+    pub(super) action: Action,
+    pub(super) route: Option<String>,
+    pub(super) id: Option<u64>,
+    pub(super) dead: bool,
+    pub(super) body: bool,
+}
+
+/// How a command ended: its output, or why it could not run.
+pub(crate) enum Answer {
+    /// Done; the text for stdout.
+    Done(String),
+    /// The arguments do not make a command (exit 2).
+    Usage(String),
+    /// The request named does not exist (exit 1).
+    Missing(String),
+}
+
 pub fn run(args: &Args) -> ExitCode {
     let config = match crate::config::load(&args.config) {
         Ok(c) => c,
@@ -61,60 +95,67 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("hookgate: {} has no [queue] section", args.config.display());
         return ExitCode::from(2);
     };
-    let store = match Store::open(&q.path, q.max_bytes) {
-        Ok(s) => s,
-        Err(e @ StoreError::Locked(_)) => {
-            eprintln!(
-                "hookgate: {e}: stop it first (these commands work on a stopped gateway's store)"
-            );
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("hookgate: {e}");
-            return ExitCode::FAILURE;
-        }
+    let query = args.query();
+    let answer = match Store::open(&q.path, q.max_bytes) {
+        Ok(store) => act(&store, &query).map_err(|e| e.to_string()),
+        // A gateway holds the store: ask it, on its admin listener.
+        Err(e @ StoreError::Locked(_)) => match config.admin {
+            Some(admin) => super::remote::ask(super::remote::admin_of(&q.path, admin.addr), &query),
+            None => Err(format!(
+                "{e}, and the configuration has no [admin] listener to ask it through: stop it first"
+            )),
+        },
+        Err(e) => Err(e.to_string()),
     };
-    match act(&store, args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("hookgate: {e}");
+    match answer {
+        Ok(Answer::Done(out)) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(Answer::Usage(why)) => {
+            eprintln!("hookgate: {why}");
+            ExitCode::from(2)
+        }
+        Ok(Answer::Missing(why)) | Err(why) => {
+            eprintln!("hookgate: {why}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
-    let table = if args.dead {
+/// Runs `query` on `store` (blocking: redb is synchronous).
+pub(crate) fn act(store: &Store, query: &Query) -> Result<Answer, StoreError> {
+    let table = if query.dead {
         Table::Dead
     } else {
         Table::Pending
     };
     let selected = |store: &Store, table: Table| -> Result<Vec<Stored>, StoreError> {
-        match args.id {
+        match query.id {
             Some(id) => Ok(store.find(id)?.into_iter().collect()),
-            None => store.list(table, args.route.as_deref()),
+            None => store.list(table, query.route.as_deref()),
         }
     };
-    match args.action {
+    let mut out = String::new();
+    match query.action {
         Action::List => {
-            println!(
-                "{:<8} {:<8} {:<16} {:<7} {:>9} {:>8}  {:<24} {:<24} path",
+            out.push_str(&format!(
+                "{:<8} {:<8} {:<16} {:<7} {:>9} {:>8}  {:<24} {:<24} path\n",
                 "id", "state", "route", "method", "bytes", "attempts", "accepted", "last_error"
-            );
-            for s in store.list(table, args.route.as_deref())? {
-                println!("{}", line(&s));
+            ));
+            for s in store.list(table, query.route.as_deref())? {
+                out.push_str(&line(&s));
+                out.push('\n');
             }
         }
         Action::Show => {
-            let Some(id) = args.id else {
-                eprintln!("hookgate: show needs --id");
-                return Ok(ExitCode::from(2));
+            let Some(id) = query.id else {
+                return Ok(Answer::Usage("show needs --id".into()));
             };
             let Some(s) = store.find(id)? else {
-                eprintln!("hookgate: no stored request {id}");
-                return Ok(ExitCode::FAILURE);
+                return Ok(Answer::Missing(format!("no stored request {id}")));
             };
-            show(&s, args.body);
+            show(&mut out, &s, query.body);
         }
         Action::Redrive => {
             let mut n = 0;
@@ -127,23 +168,22 @@ fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
                 store.put(Table::Pending, s.id, &s.record)?;
                 n += 1;
             }
-            println!("redriven: {n}");
+            out.push_str(&format!("redriven: {n}\n"));
         }
         Action::Drop => {
-            if args.id.is_none() && !args.dead {
-                eprintln!(
-                    "hookgate: drop needs --id, or --dead for every dead letter (of --route)"
-                );
-                return Ok(ExitCode::from(2));
+            if query.id.is_none() && !query.dead {
+                return Ok(Answer::Usage(
+                    "drop needs --id, or --dead for every dead letter (of --route)".into(),
+                ));
             }
             let mut n = 0;
             for s in selected(store, table)? {
                 n += usize::from(store.remove(s.table, &s.record.route, s.id)?);
             }
-            println!("dropped: {n}");
+            out.push_str(&format!("dropped: {n}\n"));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Answer::Done(out))
 }
 
 fn state(t: Table) -> &'static str {
@@ -169,24 +209,27 @@ fn line(s: &Stored) -> String {
     )
 }
 
-fn show(s: &Stored, with_body: bool) {
+fn show(out: &mut String, s: &Stored, with_body: bool) {
+    use std::fmt::Write;
     let r = &s.record;
-    println!("id           {}", s.id);
-    println!("state        {}", state(s.table));
-    println!("route        {}", r.route);
-    println!("request      {} {}", r.method, r.uri);
-    println!(
+    let _ = writeln!(out, "id           {}", s.id);
+    let _ = writeln!(out, "state        {}", state(s.table));
+    let _ = writeln!(out, "route        {}", r.route);
+    let _ = writeln!(out, "request      {} {}", r.method, r.uri);
+    let _ = writeln!(
+        out,
         "accepted     {}",
         humantime::format_rfc3339_seconds(instant(r.accepted_at))
     );
-    println!("attempts     {}", r.attempts);
-    println!(
+    let _ = writeln!(out, "attempts     {}", r.attempts);
+    let _ = writeln!(
+        out,
         "next_attempt {}",
         humantime::format_rfc3339_seconds(instant(r.next_attempt))
     );
-    println!("last_error   {}", r.last_error);
-    println!("replay_id    {}", hex::encode(r.replay_id));
-    println!("body         {} bytes", r.body.len());
+    let _ = writeln!(out, "last_error   {}", r.last_error);
+    let _ = writeln!(out, "replay_id    {}", hex::encode(r.replay_id));
+    let _ = writeln!(out, "body         {} bytes", r.body.len());
     for (name, value) in &r.headers {
         let name = String::from_utf8_lossy(name);
         let shown = if REDACTED.contains(&name.to_ascii_lowercase().as_str()) {
@@ -194,10 +237,10 @@ fn show(s: &Stored, with_body: bool) {
         } else {
             String::from_utf8_lossy(value)
         };
-        println!("header       {name}: {shown}");
+        let _ = writeln!(out, "header       {name}: {shown}");
     }
     if with_body {
-        println!();
-        println!("{}", String::from_utf8_lossy(&r.body));
+        out.push('\n');
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(&r.body));
     }
 }

@@ -259,6 +259,7 @@ async fn probes_follow_start_and_drain() {
         metrics,
         store,
         health: health.clone(),
+        queue: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

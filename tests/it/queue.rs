@@ -1,6 +1,6 @@
 //! Durable delivery (`delivery = "queue"`, DESIGN §8): 202 once stored, delivered exactly once,
 //! in order per route, retried or dead-lettered by the application's answer, bounded by
-//! `max_bytes`, surviving kill -9; and `hookgate queue` on the stopped store.
+//! `max_bytes`, surviving kill -9; and `hookgate queue` on a running gateway and on the stopped store.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -389,8 +389,17 @@ async fn after_kill_9_every_202_reaches_the_app_exactly_once_after_restart() {
     assert_eq!(got, ids, "every 202 delivered exactly once");
 }
 
+/// The id in the first line of `hookgate queue list` output that names `route`.
+fn listed_id(out: &str, route: &str) -> String {
+    out.lines()
+        .find(|l| l.split_whitespace().nth(2) == Some(route))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {route} in {out}"))
+        .to_string()
+}
+
 #[tokio::test]
-async fn queue_commands_list_show_redrive_and_drop_on_the_stopped_store() {
+async fn queue_commands_list_show_redrive_and_drop_on_a_running_then_a_stopped_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let app = Upstream::start().await;
     let config = write_config(dir.path(), app.addr);
@@ -405,60 +414,77 @@ async fn queue_commands_list_show_redrive_and_drop_on_the_stopped_store() {
             .status,
         StatusCode::ACCEPTED
     );
-    assert_eq!(
-        post_signed(&gw.url("/webhooks/b"), "cli_2", b"two")
-            .await
-            .status,
-        StatusCode::ACCEPTED
-    );
-    eventually(|| app.count() == 2).await;
-    gw.wait_logged("dead_lettered").await;
-    // While the gateway runs, the store is its own.
-    let (code, _, err) = queue_cli(&config, &["list"]);
-    assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("in use"), "{err}");
-    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+    for id in ["cli_2", "cli_3"] {
+        let r = post_signed(&gw.url("/webhooks/b"), id, id.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    eventually(|| app.count() == 3).await;
+    for _ in 0..3 {
+        gw.wait_logged("dead_lettered").await;
+    }
 
+    // Running: the gateway holds the store, so the commands go through its
+    // admin listener and print what they print on the store itself.
     let (code, out, err) = queue_cli(&config, &["list", "--dead"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(out.lines().count(), 4, "{out}");
     assert!(
         out.contains("status 422") && out.contains("/webhooks/a"),
         "{out}"
     );
     assert!(!out.contains("4242"), "{out}");
-    let id = out
-        .lines()
-        .find(|l| l.contains(" a "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    let (_, shown, _) = queue_cli(&config, &["show", "--id", &id]);
+    let id_a = listed_id(&out, "a");
+    let (code, shown, _) = queue_cli(&config, &["show", "--id", &id_a]);
+    assert_eq!(code, Some(0));
     assert!(shown.contains("svix-id: cli_1"), "{shown}");
     assert!(
         !shown.contains("4242") && !shown.contains("s3cr3t"),
         "{shown}"
     );
-    let (_, shown, _) = queue_cli(&config, &["show", "--id", &id, "--body"]);
+    let (code, _, err) = queue_cli(&config, &["show", "--id", "999999"]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, _, _) = queue_cli(&config, &["drop"]);
+    assert_eq!(code, Some(2), "drop without --id or --dead must refuse");
+    // A redrive on the running gateway is delivered at once.
+    app.answer_status(200);
+    let id_b = listed_id(&out, "b");
+    let (code, out, err) = queue_cli(&config, &["redrive", "--id", &id_b]);
+    assert_eq!((code, out.trim()), (Some(0), "redriven: 1"), "{err}");
+    eventually(|| app.count() == 4).await;
+    assert_eq!(&app.received()[3].body[..], b"cli_2");
+    // The admin port answers these only on loopback; the method is checked.
+    let admin = gw.admin.unwrap();
+    let r = send(
+        &format!("http://{admin}/queue/drop?dead=1"),
+        Method::GET,
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers["allow"], "POST");
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+
+    // Stopped: the same commands on the store directly.
+    let (code, out, err) = queue_cli(&config, &["list", "--dead"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (_, shown, _) = queue_cli(&config, &["show", "--id", &id_a, "--body"]);
     assert!(
         shown.contains("4242") && !shown.contains("s3cr3t"),
         "{shown}"
     );
-
-    let (code, out, _) = queue_cli(&config, &["redrive", "--id", &id]);
+    let (code, out, _) = queue_cli(&config, &["redrive", "--id", &id_a]);
     assert_eq!((code, out.trim()), (Some(0), "redriven: 1"));
     let (_, out, _) = queue_cli(&config, &["list"]);
     assert_eq!(out.lines().count(), 2, "{out}");
-    let (code, _, _) = queue_cli(&config, &["drop"]);
-    assert_eq!(code, Some(2), "drop without --id or --dead must refuse");
     let (code, out, _) = queue_cli(&config, &["drop", "--dead", "--route", "b"]);
     assert_eq!((code, out.trim()), (Some(0), "dropped: 1"));
 
     // The redriven one is delivered at the next start.
-    app.answer_status(200);
     let mut gw = Hookgate::start(&config).await;
-    eventually(|| app.count() == 3).await;
-    assert_eq!(&app.received()[2].body[..], secret_body);
+    eventually(|| app.count() == 5).await;
+    assert_eq!(&app.received()[4].body[..], secret_body);
     assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
     let (_, out, _) = queue_cli(&config, &["list"]);
     let (_, dead, _) = queue_cli(&config, &["list", "--dead"]);
