@@ -187,6 +187,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ("admin.addr", old.admin != new.admin),
         ("upstream", old.upstream != new.upstream),
         ("replay", !old.replay.same_store(&new.replay)),
+        // The store is open and the delivery loop runs with these settings.
+        ("queue", old.queue != new.queue),
         ("limits.max_buffered", o.max_buffered != n.max_buffered),
         (
             "limits.header_timeout",

@@ -532,3 +532,36 @@ async fn sigterm_finishes_the_delivery_in_flight_and_leaves_the_rest_for_the_nex
     assert_eq!(bodies, ["term_0", "term_1", "term_2"]);
     assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
 }
+
+#[tokio::test]
+async fn sighup_keeps_the_queue_delivering_and_names_queue_changes_as_needing_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = down_app().await;
+    let config = write_config(dir.path(), addr);
+    let mut gw = Hookgate::start(&config).await;
+    for i in 0..4 {
+        let id = format!("hup_{i}");
+        let r = post_signed(&gw.url("/webhooks/a"), &id, id.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    // A reload that also changes [queue]: the routes reload, the queue keeps
+    // its store and settings, and the log says the change waits for a restart.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("retry_max = \"200ms\"", "retry_max = \"300ms\"");
+    std::fs::write(&config, text).unwrap();
+    gw.signal(nix::sys::signal::Signal::SIGHUP);
+    gw.wait_logged("SIGHUP: reloading").await;
+    gw.wait_logged("\"field\":\"queue\"").await;
+    let r = post_signed(&gw.url("/webhooks/a"), "hup_4", b"hup_4").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "accepting after the reload");
+    let app = Upstream::serve(TcpListener::bind(addr).await.unwrap());
+    eventually(|| app.count() == 5).await;
+    let bodies: Vec<String> = app
+        .received()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(bodies, ["hup_0", "hup_1", "hup_2", "hup_3", "hup_4"]);
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+}
