@@ -191,9 +191,8 @@ fn open_queue(config: &Config) -> Result<Option<Arc<Queue>>, StartError> {
     let Some(q) = &config.queue else {
         return Ok(None);
     };
-    let queue = Queue::open(&q.path, q.max_bytes).map_err(|e| StartError::Setup(e.to_string()))?;
-    let s = queue.store();
-    tracing::info!(path = %q.path.display(), bytes = s.used_bytes(), "queue store open");
+    let queue = Queue::open(q).map_err(|e| StartError::Setup(e.to_string()))?;
+    tracing::info!(store = %queue.store().describe(), "queue store open");
     Ok(Some(Arc::new(queue)))
 }
 

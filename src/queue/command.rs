@@ -1,5 +1,6 @@
 //! `hookgate queue list|show|redrive|drop`: the stored requests of a stopped
-//! gateway, read and changed on its store directly. Prints ids, routes,
+//! gateway (disk), or of a Redis queue whether gateways run or not, read and
+//! changed on the store directly. Prints ids, routes,
 //! methods, paths, sizes, attempts and errors; header values and bodies only
 //! with `show` (`--body` for the body), and never a credential header's value.
 
@@ -61,7 +62,19 @@ pub fn run(args: &Args) -> ExitCode {
         eprintln!("hookgate: {} has no [queue] section", args.config.display());
         return ExitCode::from(2);
     };
-    let store = match Store::open(&q.path, q.max_bytes) {
+    // One thread is enough for a command; the disk store's calls run on its blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _entered = runtime.enter();
+    let store = match Store::open(&q) {
         Ok(s) => s,
         Err(e @ StoreError::Locked(_)) => {
             eprintln!(
@@ -74,7 +87,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match act(&store, args) {
+    match runtime.block_on(act(&store, args)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hookgate: {e}");
@@ -83,16 +96,16 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
+async fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
     let table = if args.dead {
         Table::Dead
     } else {
         Table::Pending
     };
-    let selected = |store: &Store, table: Table| -> Result<Vec<Stored>, StoreError> {
+    let selected = |table: Table| async move {
         match args.id {
-            Some(id) => Ok(store.find(id)?.into_iter().collect()),
-            None => store.list(table, args.route.as_deref()),
+            Some(id) => Ok::<_, StoreError>(store.find(id).await?.into_iter().collect::<Vec<_>>()),
+            None => store.list(table, args.route.as_deref()).await,
         }
     };
     match args.action {
@@ -101,7 +114,7 @@ fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
                 "{:<8} {:<8} {:<16} {:<7} {:>9} {:>8}  {:<24} {:<24} path",
                 "id", "state", "route", "method", "bytes", "attempts", "accepted", "last_error"
             );
-            for s in store.list(table, args.route.as_deref())? {
+            for s in store.list(table, args.route.as_deref()).await? {
                 println!("{}", line(&s));
             }
         }
@@ -110,7 +123,7 @@ fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
                 eprintln!("hookgate: show needs --id");
                 return Ok(ExitCode::from(2));
             };
-            let Some(s) = store.find(id)? else {
+            let Some(s) = store.find(id).await? else {
                 eprintln!("hookgate: no stored request {id}");
                 return Ok(ExitCode::FAILURE);
             };
@@ -118,14 +131,9 @@ fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
         }
         Action::Redrive => {
             let mut n = 0;
-            for mut s in selected(store, Table::Dead)? {
-                if s.table != Table::Dead {
-                    continue;
-                }
-                s.record.attempts = 0;
-                s.record.next_attempt = super::record::millis(SystemTime::now());
-                store.put(Table::Pending, s.id, &s.record)?;
-                n += 1;
+            let now = super::record::millis(SystemTime::now());
+            for s in selected(Table::Dead).await? {
+                n += usize::from(store.redrive(&s, now).await?);
             }
             println!("redriven: {n}");
         }
@@ -137,8 +145,8 @@ fn act(store: &Store, args: &Args) -> Result<ExitCode, StoreError> {
                 return Ok(ExitCode::from(2));
             }
             let mut n = 0;
-            for s in selected(store, table)? {
-                n += usize::from(store.remove(s.table, &s.record.route, s.id)?);
+            for s in selected(table).await? {
+                n += usize::from(store.remove(&s).await?);
             }
             println!("dropped: {n}");
         }
@@ -162,7 +170,7 @@ fn line(s: &Stored) -> String {
         state(s.table),
         r.route,
         r.method,
-        r.body.len(),
+        s.undecodable.unwrap_or(r.body.len() as u64),
         r.attempts,
         humantime::format_rfc3339_seconds(instant(r.accepted_at)).to_string(),
         r.last_error,

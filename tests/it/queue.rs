@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hookgate::queue::{Store, Table};
+use hookgate::queue::{DiskStore, Table};
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 
@@ -99,7 +99,7 @@ fn stored(dir: &Path) -> (u64, u64) {
     // The writer thread closes the file once the last handle is gone: allow it a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match Store::open(dir, 1 << 30) {
+        match DiskStore::open(dir, 1 << 30) {
             Ok(s) => return (s.len(Table::Pending).unwrap(), s.len(Table::Dead).unwrap()),
             Err(e) => {
                 assert!(Instant::now() < deadline, "store not released: {e}");
