@@ -218,9 +218,17 @@ impl RedisQueue {
                 .await?;
             let holds = !matches!(found.first(), Some(Value::Int(0)));
             self.note_lease(&route, holds);
-            let Some(head) = head(&route, found) else {
+            let Some((head, claimed)) = head(&route, found) else {
                 continue;
             };
+            if claimed {
+                tracing::info!(
+                    route,
+                    id = head.id,
+                    attempts = head.record.attempts,
+                    "queue: took over a delivery another replica left pending"
+                );
+            }
             match head.undecodable {
                 None => heads.due.push(head),
                 Some(bytes) => {
@@ -447,16 +455,22 @@ impl RedisQueue {
     }
 }
 
-/// The `HEAD` script's answer as a stored record, when it found one.
-fn head(route: &str, found: Vec<Value>) -> Option<Stored> {
+/// The `HEAD` script's answer as a stored record, when it found one, and
+/// whether it was just claimed from another consumer.
+fn head(route: &str, found: Vec<Value>) -> Option<(Stored, bool)> {
     let mut it = found.into_iter();
-    if !matches!(it.next(), Some(Value::Int(3))) {
-        return None;
-    }
+    let claimed = match it.next() {
+        Some(Value::Int(3)) => false,
+        Some(Value::Int(4)) => true,
+        _ => return None,
+    };
     let id = text(it.next()?)?;
     let value = bytes(it.next()?)?;
     let state = it.next().and_then(bytes);
-    Some(stored(Table::Pending, route, &id, &value, state.as_deref()))
+    Some((
+        stored(Table::Pending, route, &id, &value, state.as_deref()),
+        claimed,
+    ))
 }
 
 fn bytes(v: Value) -> Option<Vec<u8>> {

@@ -38,7 +38,8 @@ return id
 /// replica that lost the lease (it crashed) owns it, `{2}` if not idle that
 /// long yet; else the next new entry (`XREADGROUP >`). So at most one entry
 /// of a route is pending at a time, and it is always the oldest.
-/// Returns `{3, id, value, state or nil}`, or `{1}` when there is none.
+/// Returns `{3, id, value, state or nil}` (`4` instead of `3`: just claimed
+/// from another consumer), or `{1}` when there is none.
 pub(super) const HEAD: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
@@ -57,6 +58,7 @@ if p.err then
   p = {}
 end
 local entry
+local code = 3
 if #p > 0 then
   local id = p[1][1]
   if p[1][2] == ARGV[1] then
@@ -72,6 +74,7 @@ if #p > 0 then
       return {2}
     end
     entry = c[2][1]
+    code = 4
   end
 else
   local r = redis.call('XREADGROUP', 'GROUP', 'hookgate', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
@@ -80,7 +83,7 @@ else
   end
   entry = r[1][2][1]
 end
-return {3, entry[1], entry[2][2] or '', redis.call('HGET', KEYS[3], entry[1])}
+return {code, entry[1], entry[2][2] or '', redis.call('HGET', KEYS[3], entry[1])}
 ";
 
 /// KEYS stream, state; ARGV id, state. Records a failed attempt's new state.
