@@ -305,3 +305,54 @@ async fn queue_commands_on_a_redis_queue_work_while_gateways_run() {
     let (code, _, err) = queue_cli(&config, &["list", "--dead"]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[tokio::test]
+async fn an_undecodable_entry_is_set_aside_as_a_dead_letter_and_its_route_goes_on() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    let config = write_config(dir.path(), &app.url(), &redis, "");
+    let gw = Hookgate::start(&config).await;
+    let r = post_signed(&gw.url("/webhooks/a"), "bad_0", b"first").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    eventually(|| app.count() == 1).await;
+    // A value this version cannot read, appended the way hookgate appends (the next id).
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let n: u64 = ::redis::cmd("INCR")
+        .arg("t:qmeta:seq")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = ::redis::cmd("XADD")
+        .arg("t:q:a")
+        .arg(format!("0-{n}"))
+        .arg("r")
+        .arg(b"\x09not a record".as_slice())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = post_signed(&gw.url("/webhooks/a"), "bad_1", b"after").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    eventually(|| app.count() == 2).await;
+    assert_eq!(&app.received()[1].body[..], b"after", "the route went on");
+    gw.wait_logged("does not decode").await;
+    metric_reaches(
+        gw.admin.unwrap(),
+        "hookgate_queue_undecodable_total{route=\"a\"}",
+        1.0,
+    )
+    .await;
+    let (code, dead, err) = queue_cli(&config, &["list", "--dead"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(
+        dead.contains(&format!("{n} ")) && dead.contains("undecodable") && dead.contains(" 13 "),
+        "{dead}"
+    );
+    // Never redriven as something it is not; dropping it is allowed.
+    let (_, out, _) = queue_cli(&config, &["redrive", "--id", &n.to_string()]);
+    assert_eq!(out.trim(), "redriven: 0");
+    let (_, out, _) = queue_cli(&config, &["drop", "--id", &n.to_string()]);
+    assert_eq!(out.trim(), "dropped: 1");
+}
