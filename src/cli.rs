@@ -436,6 +436,29 @@ mod tests {
     }
 
     #[test]
+    fn check_prints_a_redis_queue_without_its_url() {
+        let text = "[listen]\naddr = \"127.0.0.1:8443\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+                    [queue]\nstore = \"redis\"\nredis_url = \"env:Q\"\nredis_prefix = \"hg\"\n\
+                    [[routes]]\npath = \"/w\"\nprovider = \"github\"\ndelivery = \"queue\"\nsecrets = [\"env:S\"]\n";
+        let env = config::Env::Map(vec![
+            ("S".into(), "s".into()),
+            ("Q".into(), "redis://:hunter2@10.0.0.9:6379/1".into()),
+        ]);
+        let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(
+            out.contains(
+                "queue     redis url from env:Q (system roots), keys hg:q*, lease 10s (max "
+            ),
+            "{out}"
+        );
+        assert!(
+            !out.contains("hunter2") && !out.contains("10.0.0.9"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn check_prints_resolved_values_not_debug_dumps() {
         let text = "[listen]\naddr = \"127.0.0.1:8443\"\n[admin]\naddr = \"127.0.0.1:9090\"\n\
                     [upstream]\nurl = \"http://127.0.0.1:3000\"\ntimeout = \"5s\"\n\
