@@ -266,6 +266,9 @@ impl RedisQueue {
     /// Pending records per route: the shared queue's, the same on every replica.
     pub async fn depths(&self) -> Result<HashMap<String, u64>, StoreError> {
         let routes = self.routes().await?;
+        if routes.is_empty() {
+            return Ok(HashMap::new());
+        }
         let mut pipe = redis::pipe();
         for route in &routes {
             pipe.cmd("XLEN").arg(self.key("q", route));
