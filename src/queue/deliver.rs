@@ -104,8 +104,19 @@ impl Deliverer {
         }
         let n = tasks.len();
         tracing::info!(in_flight = n, "queue: stopping deliveries");
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let store = self.queue.store();
+        let drained = tokio::time::timeout(grace, async {
+            // The leases of the routes still in flight are kept meanwhile
+            // (redis): another replica must not start their next delivery.
+            let mut renew = tokio::time::interval(poll);
+            loop {
+                tokio::select! {
+                    done = tasks.join_next() => if done.is_none() { break },
+                    _ = renew.tick() => store.renew().await,
+                }
+            }
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!(
                 "queue: deliveries still in flight after shutdown_grace; they stay stored"

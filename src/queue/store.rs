@@ -257,6 +257,15 @@ impl Store {
         }
     }
 
+    /// While deliveries drain at shutdown: keeps this replica's routes
+    /// (redis leases) without taking new work.
+    pub async fn renew(&self) {
+        match &self.0 {
+            Backend::Disk { .. } => {}
+            Backend::Redis(r) => r.renew().await,
+        }
+    }
+
     /// At shutdown: hands this replica's routes over at once (redis leases)
     /// instead of after the lease lapses.
     pub async fn release(&self) {

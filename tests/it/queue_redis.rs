@@ -356,3 +356,43 @@ async fn an_undecodable_entry_is_set_aside_as_a_dead_letter_and_its_route_goes_o
     let (_, out, _) = queue_cli(&config, &["drop", "--id", &n.to_string()]);
     assert_eq!(out.trim(), "dropped: 1");
 }
+
+#[tokio::test]
+async fn sigterm_keeps_a_routes_lease_while_its_delivery_drains_then_hands_the_route_over() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = Upstream::start().await;
+    // Each delivery takes longer than a 1 s lease (and less than the 2 s upstream timeout).
+    app.answer_with(Answer {
+        delay: Duration::from_millis(1800),
+        ..Answer::default()
+    });
+    let config = dir.path().join("hookgate.toml");
+    let queue = redis_queue(&redis, "").replace("redis_lease = \"2s\"", "redis_lease = \"1s\"");
+    std::fs::write(&config, gateway_toml(&app.url(), &queue)).unwrap();
+    let mut first = Hookgate::start(&config).await;
+    for i in 0..2 {
+        let body = format!("a-{i}");
+        let r = post_signed(&first.url("/webhooks/a"), &body, body.as_bytes()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    within(Duration::from_secs(10), || app.count() == 1).await;
+    let second = Hookgate::start(&config).await;
+    // Draining, the first replica still owns route `a`: the second neither claims the
+    // delivery in flight nor starts the next one.
+    assert_eq!(first.terminate(Duration::from_secs(20)).await, Ok(Some(0)));
+    assert!(first.logged("\"result\":\"delivered\""));
+    assert_eq!(
+        app.count(),
+        1,
+        "the route was taken over while its delivery drained"
+    );
+    app.answer_with(Answer::default());
+    within(Duration::from_secs(10), || app.count() == 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(delivered(&app, "a"), ["a-0", "a-1"]);
+    assert!(
+        !second.logged("took over"),
+        "the lease was handed over, not lapsed"
+    );
+}

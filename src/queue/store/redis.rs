@@ -46,6 +46,7 @@ pub struct RedisQueue {
     remove: Script,
     redrive: Script,
     release: Script,
+    renew: Script,
 }
 
 /// A stream entry as `XRANGE` returns it: its id and its field/value pairs.
@@ -79,6 +80,7 @@ impl RedisQueue {
             remove: Script::new(scripts::REMOVE),
             redrive: Script::new(scripts::REDRIVE),
             release: Script::new(scripts::RELEASE),
+            renew: Script::new(scripts::RENEW),
         })
     }
 
@@ -429,6 +431,28 @@ impl RedisQueue {
             )
             .await?;
         Ok(removed == 1)
+    }
+
+    /// Extends every lease this replica holds (while its deliveries drain).
+    pub async fn renew(&self) {
+        let held: Vec<String> = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        let lease = self.lease_ms.to_string();
+        for route in held {
+            let keys = [self.key("qlease", &route)];
+            let args: [&[u8]; 2] = [self.consumer.as_bytes(), lease.as_bytes()];
+            if let Err(e) = self
+                .eval::<i64>("renew", true, &self.renew, &keys, &args)
+                .await
+            {
+                tracing::warn!(route, error = %e, "queue store: could not renew a route's lease");
+            }
+        }
     }
 
     /// Gives back every lease this replica holds, so another replica takes
