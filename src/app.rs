@@ -183,8 +183,12 @@ async fn start_admin(
     let (listener, bound) = bind(a.addr).await?;
     let queued = admin.queue.is_some();
     tokio::spawn(Arc::new(admin).serve(listener, config.limits.header_timeout, stop));
-    if let Some(q) = config.queue.as_ref().filter(|_| queued) {
-        if let Err(e) = crate::queue::announce_admin(&q.path, bound) {
+    let disk = config.queue.as_ref().and_then(|q| match &q.store {
+        crate::config::QueueBackend::Disk { path } => Some(path),
+        crate::config::QueueBackend::Redis(_) => None,
+    });
+    if let Some(path) = disk.filter(|_| queued) {
+        if let Err(e) = crate::queue::announce_admin(path, bound) {
             tracing::warn!(error = %e, "queue: cannot record the admin address; hookgate queue will use the configured one");
         }
     }
@@ -206,9 +210,8 @@ fn open_queue(config: &Config) -> Result<Option<Arc<Queue>>, StartError> {
     let Some(q) = &config.queue else {
         return Ok(None);
     };
-    let queue = Queue::open(&q.path, q.max_bytes).map_err(|e| StartError::Setup(e.to_string()))?;
-    let s = queue.store();
-    tracing::info!(path = %q.path.display(), bytes = s.used_bytes(), "queue store open");
+    let queue = Queue::open(q).map_err(|e| StartError::Setup(e.to_string()))?;
+    tracing::info!(store = %queue.store().describe(), "queue store open");
     Ok(Some(Arc::new(queue)))
 }
 

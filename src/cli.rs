@@ -243,8 +243,8 @@ fn summary(config: &config::Config) -> String {
     if let Some(q) = &config.queue {
         let _ = writeln!(
             out,
-            "queue     disk {} (max {} bytes), {} attempts within {}, backoff {} to {}, concurrency {}",
-            q.path.display(),
+            "queue     {} (max {} bytes), {} attempts within {}, backoff {} to {}, concurrency {}",
+            queue_store(&q.store),
             q.max_bytes,
             q.max_attempts,
             humantime::format_duration(q.max_age),
@@ -254,6 +254,29 @@ fn summary(config: &config::Config) -> String {
         );
     }
     out
+}
+
+/// `[queue]`'s store for the summary: a directory, or a Redis without its URL
+/// (it may carry a password): where the URL comes from, and the key prefix.
+fn queue_store(store: &crate::config::QueueBackend) -> String {
+    match store {
+        crate::config::QueueBackend::Disk { path } => format!("disk {}", path.display()),
+        crate::config::QueueBackend::Redis(r) => format!(
+            "redis {} ({}), keys {}:q*, lease {}",
+            if r.shared_with_replay {
+                "shared with [replay]".to_string()
+            } else {
+                format!("url from {}", r.url.source)
+            },
+            if r.ca_file.is_some() {
+                "private CA"
+            } else {
+                "system roots"
+            },
+            r.prefix,
+            humantime::format_duration(r.lease)
+        ),
+    }
 }
 
 fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
@@ -410,6 +433,29 @@ mod tests {
         );
         let c = config::parse(&plain, Path::new("h.toml"), &env).unwrap();
         assert!(!summary(&c).contains("queue"), "no [queue]: no queue line");
+    }
+
+    #[test]
+    fn check_prints_a_redis_queue_without_its_url() {
+        let text = "[listen]\naddr = \"127.0.0.1:8443\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+                    [queue]\nstore = \"redis\"\nredis_url = \"env:Q\"\nredis_prefix = \"hg\"\n\
+                    [[routes]]\npath = \"/w\"\nprovider = \"github\"\ndelivery = \"queue\"\nsecrets = [\"env:S\"]\n";
+        let env = config::Env::Map(vec![
+            ("S".into(), "s".into()),
+            ("Q".into(), "redis://:hunter2@10.0.0.9:6379/1".into()),
+        ]);
+        let c = config::parse(text, Path::new("h.toml"), &env).unwrap();
+        let out = summary(&c);
+        assert!(
+            out.contains(
+                "queue     redis url from env:Q (system roots), keys hg:q*, lease 10s (max "
+            ),
+            "{out}"
+        );
+        assert!(
+            !out.contains("hunter2") && !out.contains("10.0.0.9"),
+            "{out}"
+        );
     }
 
     #[test]

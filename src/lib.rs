@@ -22,8 +22,9 @@
 //! - `proxy`    one request: route -> shape -> body -> verify -> admit ->
 //!   replay -> forward, and the single place outcomes become responses,
 //!   metrics and log lines
-//! - `queue`    `delivery = "queue"`: store on disk (redb), answer 202,
-//!   deliver in order per route with retries; dead letters; `hookgate queue`
+//! - `queue`    `delivery = "queue"`: store on disk (redb) or in Redis
+//!   Streams (shared by replicas), answer 202, deliver in order per route
+//!   with retries; dead letters; `hookgate queue`
 //! - `dedup`    the replay step: a claim's answer for this route; settling it
 //! - `outcome`  each `Reason`'s status and label; each step's error's `Reason`
 //! - `route`    path -> `Route`, built once from `Config`; the reloadable `Runtime`

@@ -47,6 +47,8 @@ pub struct QueueMetrics {
     pub oldest_seconds: IntGauge,
     attempts: EnumMap<Attempt, IntCounter>,
     pub dead_letters: IntCounter,
+    /// Stored values that did not decode, moved to the dead letters as they were.
+    pub undecodable: IntCounter,
 }
 
 impl QueueMetrics {
@@ -94,6 +96,7 @@ pub struct Metrics {
     queue_oldest: IntGaugeVec,
     queue_attempts: IntCounterVec,
     queue_dead_letters: IntCounterVec,
+    queue_undecodable: IntCounterVec,
     pub inflight: IntGauge,
     pub replay_entries: IntGauge,
     pub config_reloads: IntCounterVec,
@@ -230,6 +233,7 @@ impl Metrics {
             queue_oldest: gauges("hookgate_queue_oldest_seconds", "Age of the oldest request waiting for delivery, in seconds.", &["route"]),
             queue_attempts: counters("hookgate_queue_attempts_total", "Delivery attempts of stored requests, by result.", &["route", "result"]),
             queue_dead_letters: counters("hookgate_queue_dead_letters_total", "Stored requests dead-lettered (kept, no longer retried).", &["route"]),
+            queue_undecodable: counters("hookgate_queue_undecodable_total", "Stored values that did not decode, moved to the dead letters as they were.", &["route"]),
             inflight: gauge("hookgate_inflight_requests", "Requests being processed now."),
             replay_entries: gauge("hookgate_replay_entries", "Ids held by the replay store (memory store)."),
             config_reloads: counters("hookgate_config_reloads_total", "Configuration reloads by result.", &["result"]),
@@ -313,6 +317,7 @@ impl Metrics {
                 self.queue_attempts.with_label_values(&[route, a.as_str()])
             }),
             dead_letters: self.queue_dead_letters.with_label_values(&[route]),
+            undecodable: self.queue_undecodable.with_label_values(&[route]),
         }
     }
 

@@ -1,32 +1,29 @@
 //! Durable delivery (`delivery = "queue"`, DESIGN §8): a verified request is
-//! stored on disk, committed, before the provider gets `202`; a delivery loop
-//! then forwards it to the application until it answers 2xx, or dead-letters it.
+//! stored, committed, before the provider gets `202`; a delivery loop then
+//! forwards it to the application until it answers 2xx, or dead-letters it.
 //!
-//! The store is [redb](https://docs.rs/redb): pure Rust (no C library to
-//! build or audit), ACID with each commit fsync'd before it returns (so a
-//! `202` survives kill -9 and power loss), maintained, and a single file that
-//! is simple to put on a volume and back up. Its file lock also tells the
-//! `hookgate queue` commands that a gateway is running on the same store.
-//!
-//! Accepts are group-committed: the request path hands each record to one
-//! writer thread through a channel with a oneshot for the answer; the writer
-//! takes everything waiting, stores it in one write transaction and one fsync,
-//! and answers each. Under load many requests share one fsync; alone, a
-//! request waits for its own.
+//! Two stores, one API (`store::Store`). `disk`, the default, is
+//! [redb](https://docs.rs/redb): pure Rust (no C library to build or audit),
+//! ACID with each commit fsync'd before it returns (so a `202` survives kill
+//! -9 and power loss), maintained, and a single file that is simple to put on
+//! a volume and back up; its file lock also tells the `hookgate queue`
+//! commands that a gateway is running on the same store. Accepts are
+//! group-committed (`store::batch`). `redis` keeps the queue in Redis
+//! Streams, so several replicas share it, and what a crashed replica was
+//! delivering is taken over by another.
 //!
 //! - `record`   one stored request and its delivery state; its bytes
-//! - `store`    the redb file: pending and dead-lettered tables, `max_bytes`
+//! - `store`    the store API over `disk` (redb) and `redis` (streams)
 //! - `deliver`  the delivery loop: order per route, retries, dead letters, drain
-//! - `command`  `hookgate queue list|show|redrive|drop` on the store
+//! - `command`  `hookgate queue list|show|redrive|drop` on the store directly
 //! - `remote`   the same commands through a running gateway's admin listener
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::request;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::Notify;
 
 mod command;
 mod deliver;
@@ -38,43 +35,28 @@ pub use command::{run as command_run, Args};
 pub use deliver::Deliverer;
 pub use record::Record;
 pub use remote::{announce as announce_admin, serve as serve_command, Reply as CommandReply};
-pub use store::{Store, StoreError, Stored, Table};
+pub use store::{DiskStore, Heads, RedisQueue, SetAside, Store, StoreError, Stored, Table};
 
+use crate::config;
 use crate::detach::Detach;
 use crate::forward::Origin;
 use crate::metrics::Reason;
 use crate::replay::{Store as ReplayStore, Ticket};
 use crate::route::Route;
 
-/// Records handed to the writer at once, at most (one transaction).
-const BATCH: usize = 512;
-
-type Pending = (Record, oneshot::Sender<Result<(), Reason>>);
-
-/// The open queue: its store, the writer's channel, the delivery loop's wake-up.
+/// The open queue: its store and the delivery loop's wake-up.
 pub struct Queue {
     store: Arc<Store>,
-    writer: mpsc::Sender<Pending>,
-    /// Woken after each commit, so a new record is delivered at once.
+    /// Woken after each record stored here, so it is delivered at once.
     stored: Arc<Notify>,
 }
 
 impl Queue {
-    /// Opens the store at `dir` and starts its writer thread, which ends when
-    /// the last `Queue` handle is dropped.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Queue, StoreError> {
-        let store = Arc::new(Store::open(dir, max_bytes)?);
-        let (tx, rx) = mpsc::channel(BATCH * 4);
-        let stored = Arc::new(Notify::new());
-        let (s, n) = (Arc::clone(&store), Arc::clone(&stored));
-        std::thread::Builder::new()
-            .name("hookgate-queue-writer".into())
-            .spawn(move || write_loop(&s, rx, &n))
-            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+    /// Opens the store `[queue]` names (inside a runtime).
+    pub fn open(settings: &config::Queue) -> Result<Queue, StoreError> {
         Ok(Queue {
-            store,
-            writer: tx,
-            stored,
+            store: Arc::new(Store::open(settings)?),
+            stored: Arc::new(Notify::new()),
         })
     }
 
@@ -86,42 +68,19 @@ impl Queue {
         &self.stored
     }
 
-    /// Stores `record` durably: `Ok` once it is committed to disk.
+    /// Stores `record` durably: `Ok` once it is committed (disk: fsync'd;
+    /// redis: acknowledged). Full: `queue_full`; any store error:
+    /// `queue_unavailable`, never a 202.
     pub async fn push(&self, record: Record) -> Result<(), Reason> {
-        let (tx, rx) = oneshot::channel();
-        if self.writer.send((record, tx)).await.is_err() {
-            return Err(Reason::QueueUnavailable);
-        }
-        rx.await.unwrap_or(Err(Reason::QueueUnavailable))
-    }
-}
-
-/// The writer thread: one transaction per batch of what is waiting.
-fn write_loop(store: &Store, mut rx: mpsc::Receiver<Pending>, stored: &Notify) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                // Nothing more waiting (or no sender left): commit what there is.
-                Err(mpsc::error::TryRecvError::Empty | mpsc::error::TryRecvError::Disconnected) => {
-                    break
-                }
+        match self.store.push(record).await {
+            Ok(Some(_)) => {
+                self.stored.notify_one();
+                Ok(())
             }
-        }
-        let (records, replies): (Vec<Record>, Vec<_>) = batch.into_iter().unzip();
-        match store.insert(&records) {
-            Ok(ids) => {
-                for (id, reply) in ids.into_iter().zip(replies) {
-                    let _ = reply.send(id.map(|_| ()).ok_or(Reason::QueueFull));
-                }
-                stored.notify_one();
-            }
+            Ok(None) => Err(Reason::QueueFull),
             Err(e) => {
-                tracing::error!(error = %e, records = records.len(), "queue: storing failed; answering 503");
-                for reply in replies {
-                    let _ = reply.send(Err(Reason::QueueUnavailable));
-                }
+                tracing::error!(error = %e, "queue: storing failed; answering 503");
+                Err(Reason::QueueUnavailable)
             }
         }
     }

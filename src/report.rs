@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{Config, Mode, OnStoreError, RouteConfig, Secret, StoreKind};
+use crate::config::{Config, Mode, OnStoreError, QueueBackend, RouteConfig, Secret, StoreKind};
 use crate::route::Route;
 
 /// The JSON document for a configuration whose route table `routes` was built from it
@@ -64,8 +64,26 @@ pub fn config_json(config: &Config, routes: &[std::sync::Arc<Route>]) -> Value {
             },
         },
         "queue": config.queue.as_ref().map(|q| json!({
-            "store": "disk",
-            "path": q.path.display().to_string(),
+            "store": match &q.store {
+                QueueBackend::Disk { .. } => "disk",
+                QueueBackend::Redis(_) => "redis",
+            },
+            "path": match &q.store {
+                QueueBackend::Disk { path } => Some(path.display().to_string()),
+                QueueBackend::Redis(_) => None,
+            },
+            "redis": match &q.store {
+                QueueBackend::Disk { .. } => None,
+                QueueBackend::Redis(r) => Some(json!({
+                    // Where the URL comes from, never the URL: it may carry a password.
+                    "url_source": r.url.source.to_string(),
+                    "shared_with_replay": r.shared_with_replay,
+                    "ca_file": r.ca_file.as_ref().map(|p| p.display().to_string()),
+                    "prefix": r.prefix,
+                    "timeout_seconds": seconds(r.timeout),
+                    "lease_seconds": seconds(r.lease),
+                })),
+            },
             "max_bytes": q.max_bytes,
             "max_attempts": q.max_attempts,
             "max_age_seconds": seconds(q.max_age),

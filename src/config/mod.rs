@@ -13,6 +13,7 @@
 //! - `secret`    `Secret`, `env:` / `file:` resolution
 //! - `upstream`  `upstream.url` -> `UpstreamTarget`
 //! - `route`     one `[[routes]]` table -> `RouteConfig`
+//! - `queue`     `[queue]` -> `Queue`, its disk or Redis store
 //! - `validate`  the whole file -> `Config`
 
 // Every enum match here names each variant: a new one must be decided, not defaulted.
@@ -21,6 +22,7 @@
 use std::path::Path;
 
 mod model;
+mod queue;
 mod raw;
 mod route;
 mod secret;
@@ -29,8 +31,8 @@ mod upstream;
 mod validate;
 
 pub use model::{
-    Admin, Config, Delivery, Limits, Listen, Mode, OnStoreError, PathPattern, Queue, QueueStore,
-    Replay, RouteConfig, StoreKind, TlsFiles, Upstream, UpstreamTarget,
+    Admin, Config, Delivery, Limits, Listen, Mode, OnStoreError, PathPattern, Queue, QueueBackend,
+    QueueRedis, QueueStore, Replay, RouteConfig, StoreKind, TlsFiles, Upstream, UpstreamTarget,
 };
 pub use secret::{secret_from_spec, Secret, SecretSource};
 pub use units::{parse_duration, parse_size};

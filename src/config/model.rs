@@ -173,8 +173,7 @@ impl Replay {
     }
 }
 
-/// `queue.store`. Only `disk` is available; `redis` is read so that it can
-/// be refused with a clear error rather than as an unknown value.
+/// `queue.store`, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueStore {
@@ -183,11 +182,49 @@ pub enum QueueStore {
     Redis,
 }
 
+/// Where the queue keeps what it accepted: `queue.store` and its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// The directory holding the store's one file (`queue.redb`).
+    Disk { path: PathBuf },
+    /// Redis Streams shared by every replica on the same Redis and prefix.
+    Redis(QueueRedis),
+}
+
+/// `queue.store = "redis"`: its server and keys.
+#[derive(Debug, Clone)]
+pub struct QueueRedis {
+    /// `queue.redis_url`, else `replay.redis_url`; may carry a password, so a `Secret`.
+    pub url: Secret,
+    /// The URL (and its CA file) came from `[replay]`: one Redis serves both.
+    pub shared_with_replay: bool,
+    pub ca_file: Option<PathBuf>,
+    /// Every key starts `{prefix}:q`; `{prefix}:dead:` for dead letters.
+    pub prefix: String,
+    pub timeout: Duration,
+    /// How long a replica owns a route's deliveries without renewing; a
+    /// crashed replica's routes are taken over after it.
+    pub lease: Duration,
+}
+
+impl PartialEq for QueueRedis {
+    /// Compares the URL itself, which `Debug` redacts.
+    fn eq(&self, other: &Self) -> bool {
+        self.url.expose() == other.url.expose()
+            && self.shared_with_replay == other.shared_with_replay
+            && self.ca_file == other.ca_file
+            && self.prefix == other.prefix
+            && self.timeout == other.timeout
+            && self.lease == other.lease
+    }
+}
+
+impl Eq for QueueRedis {}
+
 /// `[queue]`: where accepted requests are kept and how they are delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {
-    /// The directory holding the store's one file (`queue.redb`).
-    pub path: PathBuf,
+    pub store: QueueBackend,
     pub max_bytes: u64,
     pub max_attempts: u32,
     pub max_age: Duration,

@@ -89,6 +89,11 @@ pub(super) struct RawQueue {
     #[serde(default)]
     pub(super) store: QueueStore,
     pub(super) path: Option<PathBuf>,
+    pub(super) redis_url: Option<String>,
+    pub(super) redis_ca_file: Option<PathBuf>,
+    pub(super) redis_prefix: Option<String>,
+    pub(super) redis_timeout: Option<Dur>,
+    pub(super) redis_lease: Option<Dur>,
     pub(super) max_bytes: Option<Size>,
     pub(super) max_attempts: Option<std::num::NonZeroU32>,
     pub(super) max_age: Option<Dur>,

@@ -173,17 +173,18 @@ pub(super) fn validity(
         .map_err(|m| ConfigError::new(path, format!("{field}.not_after"), m.to_string()))
 }
 
-/// `replay.redis_url`: a URL, or `env:NAME` / `file:PATH` holding one (it may carry a password).
+/// `replay.redis_url` or `queue.redis_url` (`field`): a URL, or `env:NAME` /
+/// `file:PATH` holding one (it may carry a password).
 pub(super) fn redis_url(
     spec: &str,
     path: &Path,
     env: &Env,
     warnings: &mut Vec<Warning>,
+    field: &str,
 ) -> Result<Secret, ConfigError> {
-    const FIELD: &str = "replay.redis_url";
-    let err = |m: String| ConfigError::new(path, FIELD, m);
+    let err = |m: String| ConfigError::new(path, field, m);
     let (url, source) = if spec.starts_with("env:") || spec.starts_with("file:") {
-        let s = resolve_secret(spec, String::new(), path, env, FIELD, warnings)?;
+        let s = resolve_secret(spec, String::new(), path, env, field, warnings)?;
         let url = std::str::from_utf8(s.expose())
             .map_err(|_| err(format!("{} is not UTF-8", s.source)))?
             .trim()
@@ -205,13 +206,13 @@ pub(super) fn redis_url(
         .map_err(|e| err(format!("not a valid Redis URL: {e}")))?;
     if source == SecretSource::Literal && info.redis_settings().password().is_some() {
         warnings.push(Warning {
-            field: FIELD.to_string(),
+            field: field.to_string(),
             message: "password in the config file: prefer env:NAME or file:PATH".into(),
         });
     }
     if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
         warnings.push(Warning {
-            field: FIELD.to_string(),
+            field: field.to_string(),
             message: "#insecure: the Redis server's certificate is not verified".into(),
         });
     }

@@ -483,7 +483,12 @@ fn queue_section_gets_design_defaults_and_a_queue_route_needs_it() {
     let text = format!("{QUEUED}[queue]\npath = \"q\"\n");
     let c = parse_with(&text, &[("LEVERS", "x")]).unwrap();
     let q = c.queue.unwrap();
-    assert_eq!(q.path, Path::new("/etc/hookgate/q"));
+    assert_eq!(
+        q.store,
+        QueueBackend::Disk {
+            path: "/etc/hookgate/q".into()
+        }
+    );
     assert_eq!(q.max_bytes, 1 << 30);
     assert_eq!(q.max_attempts, 20);
     assert_eq!(q.max_age, Duration::from_secs(72 * 3600));
@@ -498,11 +503,7 @@ fn queue_section_gets_design_defaults_and_a_queue_route_needs_it() {
 }
 
 #[test]
-fn queue_store_redis_is_refused_as_not_yet_supported() {
-    let text = format!("{QUEUED}[queue]\nstore = \"redis\"\n");
-    let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
-    assert_eq!(e.field, "queue.store");
-    assert!(e.message.contains("not yet supported"), "{e}");
+fn queue_store_values_and_retry_bounds_are_checked() {
     let text = format!("{QUEUED}[queue]\nstore = \"s3\"\n");
     assert!(parse_with(&text, &[("LEVERS", "x")]).is_err());
     let text = format!("{QUEUED}[queue]\nretry_initial = \"5s\"\nretry_max = \"1s\"\n");
@@ -511,6 +512,68 @@ fn queue_store_redis_is_refused_as_not_yet_supported() {
     let text = BASE.replace("secrets", "delivery = \"later\"\nsecrets");
     let e = parse_with(&text, &[("LEVERS", "x")]).unwrap_err();
     assert!(e.message.contains("forward"), "{e}");
+}
+
+#[test]
+fn queue_store_redis_takes_its_own_url_or_shares_the_replay_redis() {
+    let env = [("LEVERS", "x"), ("QURL", "redis://:pw@q.example:6379/2")];
+    // Neither its own URL nor a Redis replay store: which key is missing, said plainly.
+    let text = format!("{QUEUED}[queue]\nstore = \"redis\"\n");
+    let e = parse_with(&text, &env).unwrap_err();
+    assert_eq!(e.field, "queue.redis_url");
+    assert!(e.message.contains("required"), "{e}");
+    // Its own URL, from the environment; defaults for the rest.
+    let text = format!("{QUEUED}[queue]\nstore = \"redis\"\nredis_url = \"env:QURL\"\n");
+    let c = parse_with(&text, &env).unwrap();
+    let QueueBackend::Redis(r) = c.queue.unwrap().store else {
+        panic!("not a redis queue")
+    };
+    assert_eq!(r.url.expose(), b"redis://:pw@q.example:6379/2");
+    assert!(!r.shared_with_replay);
+    assert_eq!(r.prefix, "hookgate");
+    assert_eq!(r.timeout, Duration::from_secs(1));
+    assert_eq!(r.lease, Duration::from_secs(10));
+    assert!(!format!("{r:?}").contains("pw@"), "the URL is redacted");
+    // Without one, the replay store's Redis and prefix.
+    let text = format!(
+        "{QUEUED}[replay]\nstore = \"redis\"\nredis_url = \"env:QURL\"\nredis_prefix = \"hg\"\n\
+         [queue]\nstore = \"redis\"\nredis_lease = \"3s\"\n"
+    );
+    let c = parse_with(&text, &env).unwrap();
+    let QueueBackend::Redis(r) = c.queue.unwrap().store else {
+        panic!("not a redis queue")
+    };
+    assert!(r.shared_with_replay);
+    assert_eq!((r.prefix.as_str(), r.lease), ("hg", Duration::from_secs(3)));
+    // Keys that the chosen store would ignore are refused, not ignored.
+    for (extra, field) in [
+        (
+            "store = \"redis\"\nredis_url = \"env:QURL\"\npath = \"q\"",
+            "queue.path",
+        ),
+        ("redis_url = \"env:QURL\"", "queue.redis_url"),
+        ("redis_lease = \"5s\"", "queue.redis_lease"),
+        (
+            "store = \"redis\"\nredis_url = \"http://q\"",
+            "queue.redis_url",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"env:QURL\"\nredis_lease = \"200ms\"",
+            "queue.redis_lease",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"env:QURL\"\nredis_ca_file = \"ca.pem\"",
+            "queue.redis_ca_file",
+        ),
+        (
+            "store = \"redis\"\nredis_url = \"env:QURL\"\nredis_prefix = \"\"",
+            "queue.redis_prefix",
+        ),
+    ] {
+        let text = format!("{QUEUED}[queue]\n{extra}\n");
+        let e = parse_with(&text, &env).unwrap_err();
+        assert_eq!(e.field, field, "{extra}: {e}");
+    }
 }
 
 #[test]

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::{
-    Admin, Config, Delivery, Limits, Listen, Mode, Queue, QueueStore, Replay, RouteConfig,
-    StoreKind, TlsFiles,
+    Admin, Config, Delivery, Limits, Listen, Mode, Queue, Replay, RouteConfig, StoreKind, TlsFiles,
 };
-use super::raw::{RawConfig, RawLimits, RawListen, RawQueue, RawReplay, RawRoute};
+use super::queue::queue;
+use super::raw::{RawConfig, RawLimits, RawListen, RawReplay, RawRoute};
 use super::route::route;
 use super::secret::{redis_url, relative_to};
 use super::units::{Dur, Size};
@@ -35,7 +35,10 @@ pub(super) fn validate(raw: RawConfig, path: &Path, env: &Env) -> Result<Config,
     let limits = limits(raw.limits, path)?;
     let replay = replay(raw.replay, path, env, &mut warnings)?;
     let routes = routes(raw.routes, path, env, &mut warnings)?;
-    let queue = raw.queue.map(|q| queue(q, path)).transpose()?;
+    let queue = raw
+        .queue
+        .map(|q| queue(q, &replay, path, env, &mut warnings))
+        .transpose()?;
     queued_routes(&routes, queue.as_ref(), path)?;
     if attestation_key.is_some() {
         if let Some(r) = routes.iter().find(|r| !is_attestable_route_name(&r.name)) {
@@ -95,7 +98,7 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// A duration that must be more than zero (a zero timeout fails every request).
-fn positive(
+pub(super) fn positive(
     value: Option<Dur>,
     default: Duration,
     field: &str,
@@ -166,7 +169,9 @@ fn replay(
                 "required when replay.store = \"redis\"",
             ))
         }
-        (StoreKind::Redis, Some(spec)) => Some(redis_url(&spec, path, env, warnings)?),
+        (StoreKind::Redis, Some(spec)) => {
+            Some(redis_url(&spec, path, env, warnings, "replay.redis_url")?)
+        }
         (StoreKind::Memory, _) => None,
     };
     let redis_ca_file = r.redis_ca_file.map(|p| relative_to(path, &p));
@@ -195,54 +200,6 @@ fn replay(
         )?,
         on_store_error: r.on_store_error,
     })
-}
-
-/// `[queue]`, with DESIGN §8's defaults.
-fn queue(q: RawQueue, path: &Path) -> Result<Queue, ConfigError> {
-    let err = |field: &str, m: &str| ConfigError::new(path, field, m);
-    match q.store {
-        QueueStore::Disk => {}
-        QueueStore::Redis => {
-            return Err(err(
-                "queue.store",
-                "\"redis\" is not yet supported: use store = \"disk\" (one replica, a persistent volume)",
-            ))
-        }
-    }
-    let queue = Queue {
-        path: relative_to(
-            path,
-            &q.path.unwrap_or_else(|| "/var/lib/hookgate/queue".into()),
-        ),
-        max_bytes: q.max_bytes.map_or(1 << 30, |s| s.0),
-        max_attempts: q.max_attempts.map_or(20, std::num::NonZeroU32::get),
-        max_age: positive(
-            q.max_age,
-            Duration::from_secs(72 * 3600),
-            "queue.max_age",
-            path,
-        )?,
-        retry_initial: positive(
-            q.retry_initial,
-            Duration::from_secs(1),
-            "queue.retry_initial",
-            path,
-        )?,
-        retry_max: positive(
-            q.retry_max,
-            Duration::from_secs(600),
-            "queue.retry_max",
-            path,
-        )?,
-        concurrency: q.concurrency.map_or(16, NonZeroUsize::get),
-    };
-    if queue.retry_max < queue.retry_initial {
-        return Err(err(
-            "queue.retry_max",
-            "must be at least queue.retry_initial",
-        ));
-    }
-    Ok(queue)
 }
 
 /// A `delivery = "queue"` route needs a `[queue]`, and verifies what it stores:

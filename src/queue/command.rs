@@ -1,6 +1,7 @@
 //! `hookgate queue list|show|redrive|drop`: the stored requests, read and
-//! changed on the store directly when no gateway holds it, else through the
-//! running gateway's admin listener (`remote`), which runs the same [`act`]. Prints ids, routes,
+//! changed on the store directly (a stopped gateway's disk store, or a Redis
+//! queue whether gateways run or not), else through the running gateway's
+//! admin listener (`remote`), which runs the same [`act`]. Prints ids, routes,
 //! methods, paths, sizes, attempts and errors; header values and bodies only
 //! with `show` (`--body` for the body), and never a credential header's value.
 
@@ -12,6 +13,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 
 use super::record::instant;
 use super::{Store, StoreError, Stored, Table};
+use crate::config::QueueBackend;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Action {
@@ -96,17 +98,32 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::from(2);
     };
     let query = args.query();
-    let answer = match Store::open(&q.path, q.max_bytes) {
-        Ok(store) => act(&store, &query).map_err(|e| e.to_string()),
-        // A gateway holds the store: ask it, on its admin listener.
-        Err(e @ StoreError::Locked(_)) => match config.admin {
-            Some(admin) => super::remote::ask(super::remote::admin_of(&q.path, admin.addr), &query),
-            None => Err(format!(
-                "{e}, and the configuration has no [admin] listener to ask it through: stop it first"
-            )),
-        },
-        Err(e) => Err(e.to_string()),
+    // One thread is enough for a command; the disk store's calls run on its blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hookgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let answer = runtime.block_on(async {
+        match Store::open(&q) {
+            Ok(store) => act(&store, &query).await.map_err(|e| e.to_string()),
+            // A gateway holds the disk store: ask it, on its admin listener.
+            Err(e @ StoreError::Locked(_)) => match (&config.admin, &q.store) {
+                (Some(admin), QueueBackend::Disk { path }) => {
+                    super::remote::ask(super::remote::admin_of(path, admin.addr), &query).await
+                }
+                (None, _) | (_, QueueBackend::Redis(_)) => Err(format!(
+                    "{e}, and the configuration has no [admin] listener to ask it through: stop it first"
+                )),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    });
     match answer {
         Ok(Answer::Done(out)) => {
             print!("{out}");
@@ -123,17 +140,17 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// Runs `query` on `store` (blocking: redb is synchronous).
-pub(crate) fn act(store: &Store, query: &Query) -> Result<Answer, StoreError> {
+/// Runs `query` on `store`.
+pub(crate) async fn act(store: &Store, query: &Query) -> Result<Answer, StoreError> {
     let table = if query.dead {
         Table::Dead
     } else {
         Table::Pending
     };
-    let selected = |store: &Store, table: Table| -> Result<Vec<Stored>, StoreError> {
+    let selected = |table: Table| async move {
         match query.id {
-            Some(id) => Ok(store.find(id)?.into_iter().collect()),
-            None => store.list(table, query.route.as_deref()),
+            Some(id) => Ok::<_, StoreError>(store.find(id).await?.into_iter().collect::<Vec<_>>()),
+            None => store.list(table, query.route.as_deref()).await,
         }
     };
     let mut out = String::new();
@@ -143,7 +160,7 @@ pub(crate) fn act(store: &Store, query: &Query) -> Result<Answer, StoreError> {
                 "{:<8} {:<8} {:<16} {:<7} {:>9} {:>8}  {:<24} {:<24} path\n",
                 "id", "state", "route", "method", "bytes", "attempts", "accepted", "last_error"
             ));
-            for s in store.list(table, query.route.as_deref())? {
+            for s in store.list(table, query.route.as_deref()).await? {
                 out.push_str(&line(&s));
                 out.push('\n');
             }
@@ -152,21 +169,16 @@ pub(crate) fn act(store: &Store, query: &Query) -> Result<Answer, StoreError> {
             let Some(id) = query.id else {
                 return Ok(Answer::Usage("show needs --id".into()));
             };
-            let Some(s) = store.find(id)? else {
+            let Some(s) = store.find(id).await? else {
                 return Ok(Answer::Missing(format!("no stored request {id}")));
             };
             show(&mut out, &s, query.body);
         }
         Action::Redrive => {
             let mut n = 0;
-            for mut s in selected(store, Table::Dead)? {
-                if s.table != Table::Dead {
-                    continue;
-                }
-                s.record.attempts = 0;
-                s.record.next_attempt = super::record::millis(SystemTime::now());
-                store.put(Table::Pending, s.id, &s.record)?;
-                n += 1;
+            let now = super::record::millis(SystemTime::now());
+            for s in selected(Table::Dead).await? {
+                n += usize::from(store.redrive(&s, now).await?);
             }
             out.push_str(&format!("redriven: {n}\n"));
         }
@@ -177,8 +189,8 @@ pub(crate) fn act(store: &Store, query: &Query) -> Result<Answer, StoreError> {
                 ));
             }
             let mut n = 0;
-            for s in selected(store, table)? {
-                n += usize::from(store.remove(s.table, &s.record.route, s.id)?);
+            for s in selected(table).await? {
+                n += usize::from(store.remove(&s).await?);
             }
             out.push_str(&format!("dropped: {n}\n"));
         }
@@ -202,7 +214,7 @@ fn line(s: &Stored) -> String {
         state(s.table),
         r.route,
         r.method,
-        r.body.len(),
+        s.undecodable.unwrap_or(r.body.len() as u64),
         r.attempts,
         humantime::format_rfc3339_seconds(instant(r.accepted_at)).to_string(),
         r.last_error,

@@ -19,8 +19,8 @@ use rand::Rng;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::record::{instant, millis, Record};
-use super::{Queue, Stored, Table};
+use super::record::{instant, millis};
+use super::{Heads, Queue, Stored};
 use crate::attest::AttestationKey;
 use crate::config;
 use crate::forward::{ForwardError, Forwarder, Origin};
@@ -84,13 +84,12 @@ impl Deliverer {
     /// `grace` and leaves everything else stored for the next start.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let poll = self.queue.store().poll();
         let mut busy: HashSet<String> = HashSet::new();
         let mut tasks: JoinSet<String> = JoinSet::new();
         while !*shutdown.borrow() {
             let due = self.start_due(&permits, &mut busy, &mut tasks).await;
-            let wait = due
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1));
+            let wait = due.unwrap_or(poll).min(poll);
             tokio::select! {
                 changed = shutdown.changed() => {
                     // The gateway was dropped without a shutdown: stop too.
@@ -105,14 +104,26 @@ impl Deliverer {
         }
         let n = tasks.len();
         tracing::info!(in_flight = n, "queue: stopping deliveries");
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let store = self.queue.store();
+        let drained = tokio::time::timeout(grace, async {
+            // The leases of the routes still in flight are kept meanwhile
+            // (redis): another replica must not start their next delivery.
+            let mut renew = tokio::time::interval(poll);
+            loop {
+                tokio::select! {
+                    done = tasks.join_next() => if done.is_none() { break },
+                    _ = renew.tick() => store.renew().await,
+                }
+            }
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!(
                 "queue: deliveries still in flight after shutdown_grace; they stay stored"
             );
             tasks.abort_all();
         }
+        self.queue.store().release().await;
     }
 
     /// Starts the head of each idle route that is due; returns how long until
@@ -128,19 +139,26 @@ impl Deliverer {
                 busy.remove(&route);
             }
         }
-        let store = Arc::clone(self.queue.store());
-        let heads = match tokio::task::spawn_blocking(move || store.heads()).await {
-            Ok(Ok(heads)) => heads,
-            Ok(Err(e)) => {
+        let heads = match self.queue.store().heads().await {
+            Ok(heads) => heads,
+            Err(e) => {
                 tracing::error!(error = %e, "queue: cannot read the store");
                 return None;
             }
-            Err(_) => return None,
         };
-        self.gauges(&heads);
+        let Heads { due, set_aside } = heads;
+        for s in set_aside {
+            // Kept byte for byte among the dead letters; its route goes on.
+            tracing::error!(
+                route = %s.route, id = s.id, bytes = s.bytes, why = %s.why,
+                "queue: a stored record does not decode; moved to the dead letters"
+            );
+            self.route_metrics(&s.route).undecodable.inc();
+        }
+        self.gauges(&due).await;
         let now = millis(SystemTime::now());
         let mut next: Option<Duration> = None;
-        for head in heads {
+        for head in due {
             if busy.contains(&head.record.route) {
                 continue;
             }
@@ -158,9 +176,29 @@ impl Deliverer {
         next
     }
 
-    fn gauges(&self, heads: &[Stored]) {
+    async fn gauges(&self, heads: &[Stored]) {
         let now = SystemTime::now();
-        for (route, depth) in self.queue.store().depths() {
+        let depths = match self.queue.store().depths().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue: cannot count the stored records");
+                return;
+            }
+        };
+        // Resolved first, so that the loop below sees every route stored.
+        for route in depths.keys() {
+            self.route_metrics(route);
+        }
+        let known: Vec<String> = self
+            .routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for route in known {
+            // A route with nothing pending is absent from `depths`: it reads 0.
+            let depth = depths.get(&route).copied().unwrap_or(0);
             let m = self.route_metrics(&route);
             m.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
             let oldest = heads
@@ -175,9 +213,8 @@ impl Deliverer {
 
     /// One attempt at one record, and what it means for the record.
     async fn deliver(self: Arc<Self>, head: Stored, _permit: OwnedSemaphorePermit) -> String {
-        let Stored { id, record, .. } = head;
-        let route = record.route.clone();
-        let verdict = match request(&record, self.attestation.as_ref()) {
+        let route = head.record.route.clone();
+        let verdict = match request(&head.record, self.attestation.as_ref()) {
             Ok((parts, body, origin)) => {
                 // The record was stored only after it verified (see `queue::accept`).
                 let sent = self
@@ -188,7 +225,7 @@ impl Deliverer {
             }
             Err(why) => Verdict::Final(why),
         };
-        self.settle(id, record, verdict).await;
+        self.settle(head, verdict).await;
         route
     }
 
@@ -228,15 +265,17 @@ impl Deliverer {
     }
 
     /// Deletes, reschedules or dead-letters the record after an attempt.
-    async fn settle(&self, id: u64, mut record: Record, verdict: Verdict) {
+    async fn settle(&self, mut head: Stored, verdict: Verdict) {
+        let id = head.id;
+        let record = &mut head.record;
         let metrics = self.route_metrics(&record.route);
         let now = SystemTime::now();
         record.attempts = record.attempts.saturating_add(1);
         let age = now
             .duration_since(instant(record.accepted_at))
             .unwrap_or_default();
-        let (table, result) = match verdict {
-            Verdict::Delivered => (None, Attempt::Delivered),
+        let result = match verdict {
+            Verdict::Delivered => Attempt::Delivered,
             Verdict::Retry(error, retry_after)
                 if record.attempts < self.settings.max_attempts && age < self.settings.max_age =>
             {
@@ -244,11 +283,11 @@ impl Deliverer {
                     .max(retry_after.map_or(Duration::ZERO, |d| d.min(self.settings.max_age)));
                 record.next_attempt = millis(now + wait);
                 record.last_error = error;
-                (Some(Table::Pending), Attempt::Failed)
+                Attempt::Failed
             }
             Verdict::Retry(error, _) | Verdict::Final(error) => {
                 record.last_error = error;
-                (Some(Table::Dead), Attempt::DeadLettered)
+                Attempt::DeadLettered
             }
         };
         metrics.attempt(result);
@@ -256,20 +295,14 @@ impl Deliverer {
             route = %record.route, id, attempts = record.attempts, result = result.as_str(),
             error = %record.last_error, "queue delivery"
         );
-        let store = Arc::clone(self.queue.store());
-        let saved = tokio::task::spawn_blocking(move || match table {
-            None => store.remove(Table::Pending, &record.route, id).map(|_| ()),
-            Some(table) => store.put(table, id, &record),
-        })
-        .await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(id, error = %e, "queue: cannot record a delivery's result; it will be attempted again")
-            }
-            Err(e) => {
-                tracing::error!(id, error = %e, "queue: recording a delivery's result failed")
-            }
+        let store = self.queue.store();
+        let saved = match result {
+            Attempt::Delivered => store.delivered(&head).await,
+            Attempt::Failed => store.retry_later(&head).await,
+            Attempt::DeadLettered => store.dead_letter(&head).await,
+        };
+        if let Err(e) = saved {
+            tracing::error!(id, error = %e, "queue: cannot record a delivery's result; it will be attempted again");
         }
     }
 }
@@ -290,7 +323,7 @@ fn backoff(settings: &config::Queue, attempts: u32) -> Duration {
 
 /// The request a record stands for, as the forwarder takes it.
 fn request(
-    record: &Record,
+    record: &super::Record,
     key: Option<&AttestationKey>,
 ) -> Result<(http::request::Parts, Vec<Bytes>, Origin), String> {
     let (mut parts, ()) = Request::builder()
@@ -327,7 +360,7 @@ mod tests {
     #[test]
     fn backoff_doubles_with_jitter_within_initial_and_max() {
         let s = config::Queue {
-            path: "q".into(),
+            store: config::QueueBackend::Disk { path: "q".into() },
             max_bytes: 1,
             max_attempts: 20,
             max_age: Duration::from_secs(3600),

@@ -137,17 +137,14 @@ pub async fn serve(queue: Option<&Arc<Queue>>, peer: IpAddr, method: &Method, ur
             text: "method not allowed\n".into(),
         };
     }
-    let store = Arc::clone(queue.store());
-    let answer = tokio::task::spawn_blocking(move || super::command::act(&store, &query)).await;
-    let reply = match answer {
-        Ok(Ok(Answer::Done(out))) => Reply::new(StatusCode::OK, out),
-        Ok(Ok(Answer::Usage(why))) => Reply::new(StatusCode::BAD_REQUEST, format!("{why}\n")),
-        Ok(Ok(Answer::Missing(why))) => Reply::new(StatusCode::NOT_FOUND, format!("{why}\n")),
-        Ok(Err(e)) => {
+    let reply = match super::command::act(queue.store(), &query).await {
+        Ok(Answer::Done(out)) => Reply::new(StatusCode::OK, out),
+        Ok(Answer::Usage(why)) => Reply::new(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        Ok(Answer::Missing(why)) => Reply::new(StatusCode::NOT_FOUND, format!("{why}\n")),
+        Err(e) => {
             tracing::error!(error = %e, "queue command failed on the store");
             Reply::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
         }
-        Err(e) => Reply::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     };
     // A redriven record is due now: wake the delivery loop.
     if reply.status == StatusCode::OK && wants == Method::POST {
@@ -176,7 +173,7 @@ pub(super) fn admin_of(dir: &Path, configured: SocketAddr) -> SocketAddr {
 }
 
 /// Asks the gateway whose admin listener is `admin` to run `query`.
-pub(super) fn ask(admin: SocketAddr, query: &Query) -> Result<Answer, String> {
+pub(super) async fn ask(admin: SocketAddr, query: &Query) -> Result<Answer, String> {
     // An admin listener on every interface is reached on loopback.
     let ip = match admin.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -184,14 +181,8 @@ pub(super) fn ask(admin: SocketAddr, query: &Query) -> Result<Answer, String> {
         ip @ (IpAddr::V4(_) | IpAddr::V6(_)) => ip,
     };
     let addr = SocketAddr::new(ip, admin.port());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    // The timer is made inside the runtime it needs.
-    let asked =
-        runtime.block_on(async { tokio::time::timeout(ASK_TIMEOUT, exchange(addr, query)).await });
-    let (status, body) = asked
+    let (status, body) = tokio::time::timeout(ASK_TIMEOUT, exchange(addr, query))
+        .await
         .map_err(|_| format!("the gateway at {addr} did not answer within {ASK_TIMEOUT:?}"))??;
     match status {
         StatusCode::OK => Ok(Answer::Done(body)),

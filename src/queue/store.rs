@@ -1,23 +1,28 @@
-//! The disk store: one redb file holding the pending and the dead-lettered
-//! requests, keyed `(route, sequence)` so each route's records are read in the
-//! order they were received; bounded by `max_bytes` across both tables.
+//! The queue's store, one of two backends behind one async API: `disk` (an
+//! embedded redb file, one gateway) or `redis` (Redis Streams shared by
+//! several replicas). The request path, the delivery loop and the `queue`
+//! commands call only this; each method names what happened to a record
+//! (delivered, retry later, dead letter, redrive, drop), so each backend can
+//! do it in one transaction or script.
 //!
-//! Every method blocks (redb is synchronous): the async side calls them on a
-//! blocking thread.
+//! - `disk`   the redb file: tables, counters, group commit (`batch`)
+//! - `redis`  streams, a consumer group, per-route leases, Lua scripts
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::record::{Corrupt, Record};
+use crate::config;
 
-/// Records waiting for delivery.
-const PENDING: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("pending");
-/// Records that will not be retried again until redriven.
-const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
+mod batch;
+mod disk;
+mod redis;
+
+pub use disk::DiskStore;
+pub use redis::RedisQueue;
 
 /// Which table a record is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,29 +31,16 @@ pub enum Table {
     Dead,
 }
 
-impl Table {
-    fn def(self) -> TableDefinition<'static, (&'static str, u64), &'static [u8]> {
-        match self {
-            Table::Pending => PENDING,
-            Table::Dead => DEAD,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the queue store {0} is in use by another process (a running gateway?)")]
     Locked(PathBuf),
     #[error("queue store: {0}")]
     Db(String),
+    #[error("queue store (redis): {0}")]
+    Redis(String),
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
-}
-
-impl<E: Into<redb::Error>> From<E> for StoreError {
-    fn from(e: E) -> Self {
-        StoreError::Db(e.into().to_string())
-    }
 }
 
 /// A record and where it is stored.
@@ -57,297 +49,241 @@ pub struct Stored {
     pub id: u64,
     pub table: Table,
     pub record: Record,
+    /// The stored value did not decode: its size in bytes. `record` is then a
+    /// stand-in naming the route, with `last_error` saying why; the value
+    /// itself is kept as it was, and is never redriven.
+    pub undecodable: Option<u64>,
 }
 
-pub struct Store {
-    db: Database,
-    max_bytes: u64,
-    /// Bytes of every stored value, both tables.
-    used: AtomicU64,
-    next_id: AtomicU64,
-    /// Pending records per route.
-    depth: Mutex<HashMap<String, u64>>,
+impl Stored {
+    /// Decodes a stored value; one that does not decode becomes a stand-in.
+    pub(crate) fn decode(id: u64, table: Table, route: &str, bytes: &[u8]) -> Stored {
+        match Record::decode(bytes) {
+            Ok(record) => Stored {
+                id,
+                table,
+                record,
+                undecodable: None,
+            },
+            Err(e) => Stored {
+                id,
+                table,
+                record: Record {
+                    route: route.to_string(),
+                    method: "-".into(),
+                    uri: "(undecodable)".into(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                    replay_id: [0; 32],
+                    peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    tls: false,
+                    accepted_at: 0,
+                    attempts: 0,
+                    next_attempt: 0,
+                    last_error: format!("undecodable: {e}"),
+                },
+                undecodable: Some(bytes.len() as u64),
+            },
+        }
+    }
+}
+
+/// A head that did not decode and was moved to the dead letters as it was.
+#[derive(Debug, Clone)]
+pub struct SetAside {
+    pub route: String,
+    pub id: u64,
+    pub bytes: u64,
+    pub why: String,
+}
+
+/// What the delivery loop may deliver now: each route's oldest record (with
+/// `redis`, of the routes whose lease this replica holds).
+#[derive(Debug, Default)]
+pub struct Heads {
+    pub due: Vec<Stored>,
+    /// Heads found undecodable and dead-lettered by this call.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// The open store; which backend is its own business.
+pub struct Store(Backend);
+
+enum Backend {
+    Disk {
+        db: Arc<DiskStore>,
+        writer: batch::Writer,
+    },
+    Redis(Box<RedisQueue>),
 }
 
 impl Store {
-    /// Opens (creating) `dir/queue.redb`, and counts what it holds.
-    pub fn open(dir: &Path, max_bytes: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
-        let file = dir.join("queue.redb");
-        let db = match Database::create(&file) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(file)),
-            Err(e) => return Err(StoreError::Db(format!("{}: {e}", file.display()))),
-        };
-        let txn = db.begin_write()?;
-        txn.open_table(PENDING)?;
-        txn.open_table(DEAD)?;
-        txn.commit()?;
-        let (mut used, mut last, mut depth) = (0u64, 0u64, HashMap::new());
-        let read = db.begin_read()?;
-        for table in [Table::Pending, Table::Dead] {
-            for entry in read.open_table(table.def())?.iter()? {
-                let (k, v) = entry?;
-                let (route, id) = k.value();
-                used += v.value().len() as u64;
-                last = last.max(id);
-                if table == Table::Pending {
-                    *depth.entry(route.to_string()).or_insert(0) += 1;
-                }
+    /// Opens the store `[queue]` names. Disk: the file, and its writer thread.
+    /// Redis: prepares the connection without connecting (Redis may be down
+    /// at start; each call then fails until it answers). Inside a runtime.
+    pub fn open(q: &config::Queue) -> Result<Store, StoreError> {
+        match &q.store {
+            config::QueueBackend::Disk { path } => {
+                let db = Arc::new(DiskStore::open(path, q.max_bytes)?);
+                let writer = batch::Writer::start(Arc::clone(&db))?;
+                Ok(Store(Backend::Disk { db, writer }))
             }
+            config::QueueBackend::Redis(r) => Ok(Store(Backend::Redis(Box::new(RedisQueue::new(
+                r,
+                q.max_bytes,
+            )?)))),
         }
-        drop(read);
-        Ok(Store {
-            db,
-            max_bytes,
-            used: AtomicU64::new(used),
-            next_id: AtomicU64::new(last + 1),
-            depth: Mutex::new(depth),
-        })
     }
 
-    /// Stores each record that fits under `max_bytes`, all in one committed
-    /// (fsync'd) transaction: `Some(id)` for each stored, `None` for each that
-    /// did not fit. Called by the one writer thread only, so the check and the
-    /// addition cannot interleave with another insert.
-    pub fn insert(&self, records: &[Record]) -> Result<Vec<Option<u64>>, StoreError> {
-        let mut used = self.used.load(Ordering::Acquire);
-        let mut added = 0u64;
-        let mut ids = Vec::with_capacity(records.len());
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(PENDING)?;
-            for record in records {
-                let bytes = record.encode();
-                let size = bytes.len() as u64;
-                if used.saturating_add(size) > self.max_bytes {
-                    ids.push(None);
-                    continue;
-                }
-                let id = self.next_id.fetch_add(1, Ordering::AcqRel);
-                table.insert((record.route.as_str(), id), bytes.as_slice())?;
-                used += size;
-                added += size;
-                ids.push(Some(id));
-            }
+    /// For the start-up log line: the directory, or the Redis key prefix (never the URL).
+    pub fn describe(&self) -> String {
+        match &self.0 {
+            Backend::Disk { db, .. } => format!("disk, {} bytes stored", db.used_bytes()),
+            Backend::Redis(r) => format!("redis, keys {}, consumer {}", r.keys(), r.consumer()),
         }
-        txn.commit()?;
-        // Deliveries may have freed bytes meanwhile: add what was stored, not `used`.
-        self.used.fetch_add(added, Ordering::AcqRel);
-        let mut depth = self.lock_depth();
-        for (record, id) in records.iter().zip(&ids) {
-            if id.is_some() {
-                *depth.entry(record.route.clone()).or_insert(0) += 1;
-            }
-        }
-        Ok(ids)
     }
 
-    /// The first pending record of each route: the next to deliver.
-    pub fn heads(&self) -> Result<Vec<Stored>, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(PENDING)?;
-        let mut heads = Vec::new();
-        let mut next = table.first()?;
-        while let Some((k, v)) = next {
-            let (route, id) = k.value();
-            let route = route.to_string();
-            heads.push(Stored {
-                id,
-                table: Table::Pending,
-                record: Record::decode(v.value())?,
-            });
-            // The next route's first key: past every id of this one.
-            next = table
-                .range((route.as_str(), u64::MAX)..)?
-                .find(|e| e.as_ref().map_or(true, |(k, _)| k.value().0 != route))
-                .transpose()?;
+    /// How often the delivery loop looks for work when nothing wakes it:
+    /// another replica's accepts (redis) wake nothing here.
+    pub fn poll(&self) -> Duration {
+        match &self.0 {
+            Backend::Disk { .. } => Duration::from_secs(1),
+            Backend::Redis(_) => Duration::from_millis(250),
         }
-        Ok(heads)
+    }
+
+    /// Stores `record` durably: `Some(id)` once committed (disk: fsync'd;
+    /// redis: acknowledged by Redis), `None` when it does not fit `max_bytes`.
+    pub async fn push(&self, record: Record) -> Result<Option<u64>, StoreError> {
+        match &self.0 {
+            Backend::Disk { writer, .. } => writer.push(record).await,
+            Backend::Redis(r) => r.push(&record).await,
+        }
+    }
+
+    pub async fn heads(&self) -> Result<Heads, StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => blocking(db, DiskStore::heads).await,
+            Backend::Redis(r) => r.heads().await,
+        }
     }
 
     /// Pending records per route.
-    pub fn depths(&self) -> HashMap<String, u64> {
-        self.lock_depth().clone()
+    pub async fn depths(&self) -> Result<HashMap<String, u64>, StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => blocking(db, DiskStore::depths).await,
+            Backend::Redis(r) => r.depths().await,
+        }
     }
 
-    /// Every record of `table`, optionally of one route, in key order.
-    pub fn list(&self, table: Table, route: Option<&str>) -> Result<Vec<Stored>, StoreError> {
-        let read = self.db.begin_read()?;
-        let t = read.open_table(table.def())?;
-        let mut out = Vec::new();
-        for entry in t.iter()? {
-            let (k, v) = entry?;
-            let (r, id) = k.value();
-            if route.is_none_or(|want| want == r) {
-                out.push(Stored {
-                    id,
-                    table,
-                    record: Record::decode(v.value())?,
-                });
+    /// Every record of `table`, optionally of one route, oldest first.
+    pub async fn list(&self, table: Table, route: Option<&str>) -> Result<Vec<Stored>, StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => {
+                let route = route.map(str::to_string);
+                blocking(db, move |db| db.list(table, route.as_deref())).await
             }
+            Backend::Redis(r) => r.list(table, route).await,
         }
-        Ok(out)
     }
 
     /// The record with this id, in either table.
-    pub fn find(&self, id: u64) -> Result<Option<Stored>, StoreError> {
-        for table in [Table::Pending, Table::Dead] {
-            if let Some(s) = self.list(table, None)?.into_iter().find(|s| s.id == id) {
-                return Ok(Some(s));
+    pub async fn find(&self, id: u64) -> Result<Option<Stored>, StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => blocking(db, move |db| db.find(id)).await,
+            Backend::Redis(r) => r.find(id).await,
+        }
+    }
+
+    /// The application took it (2xx): gone, its bytes freed.
+    pub async fn delivered(&self, s: &Stored) -> Result<(), StoreError> {
+        self.remove(s).await.map(|_| ())
+    }
+
+    /// Keeps it pending with its new delivery state (attempts, next attempt, error).
+    pub async fn retry_later(&self, s: &Stored) -> Result<(), StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => {
+                let (id, record) = (s.id, s.record.clone());
+                blocking(db, move |db| {
+                    db.put(Table::Pending, id, &record).map(|_| ())
+                })
+                .await
             }
+            Backend::Redis(r) => r.retry_later(s).await,
         }
-        Ok(None)
     }
 
-    /// Removes a record (delivered, or dropped).
-    pub fn remove(&self, table: Table, route: &str, id: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let removed = txn
-            .open_table(table.def())?
-            .remove((route, id))?
-            .map(|v| v.value().len() as u64);
-        txn.commit()?;
-        if let Some(size) = removed {
-            self.used.fetch_sub(size, Ordering::AcqRel);
-            if table == Table::Pending {
-                self.count(route, false);
+    /// Moves it to the dead letters with its final delivery state.
+    pub async fn dead_letter(&self, s: &Stored) -> Result<(), StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => {
+                let (id, record) = (s.id, s.record.clone());
+                blocking(db, move |db| db.put(Table::Dead, id, &record).map(|_| ())).await
             }
+            Backend::Redis(r) => r.dead_letter(s).await,
         }
-        Ok(removed.is_some())
     }
 
-    /// Writes `record` as record `id` of `to`, removing it from the other table.
-    pub fn put(&self, to: Table, id: u64, record: &Record) -> Result<(), StoreError> {
-        let from = match to {
-            Table::Pending => Table::Dead,
-            Table::Dead => Table::Pending,
-        };
-        let bytes = record.encode();
-        let key = (record.route.as_str(), id);
-        let txn = self.db.begin_write()?;
-        let old = txn
-            .open_table(from.def())?
-            .remove(key)?
-            .map(|v| v.value().len());
-        let same = txn
-            .open_table(to.def())?
-            .insert(key, bytes.as_slice())?
-            .map(|v| v.value().len());
-        txn.commit()?;
-        let freed = old.or(same).unwrap_or(0) as u64;
-        self.used.fetch_add(bytes.len() as u64, Ordering::AcqRel);
-        self.used.fetch_sub(freed, Ordering::AcqRel);
-        match (to, old.is_some()) {
-            (Table::Pending, true) => self.count(&record.route, true),
-            (Table::Dead, true) => self.count(&record.route, false),
-            (Table::Pending | Table::Dead, false) => {}
+    /// Puts a dead letter back for delivery, due now with no attempts. Disk
+    /// keeps its id (and so its place in the route's order); redis appends it
+    /// to the route's stream under a new id. `false` for an undecodable one,
+    /// or one no longer there.
+    pub async fn redrive(&self, s: &Stored, now: u64) -> Result<bool, StoreError> {
+        if s.table != Table::Dead || s.undecodable.is_some() {
+            return Ok(false);
         }
-        Ok(())
+        let mut record = s.record.clone();
+        record.attempts = 0;
+        record.next_attempt = now;
+        record.last_error.clear();
+        match &self.0 {
+            Backend::Disk { db, .. } => {
+                let id = s.id;
+                blocking(db, move |db| db.put(Table::Pending, id, &record)).await
+            }
+            Backend::Redis(r) => r.redrive(s, &record).await,
+        }
     }
 
-    /// Records in `table`.
-    pub fn len(&self, table: Table) -> Result<u64, StoreError> {
-        Ok(self.db.begin_read()?.open_table(table.def())?.len()?)
+    /// Deletes it from its table; `false` if it was no longer there.
+    pub async fn remove(&self, s: &Stored) -> Result<bool, StoreError> {
+        match &self.0 {
+            Backend::Disk { db, .. } => {
+                let (table, route, id) = (s.table, s.record.route.clone(), s.id);
+                blocking(db, move |db| db.remove(table, &route, id)).await
+            }
+            Backend::Redis(r) => r.remove(s).await,
+        }
     }
 
-    pub fn used_bytes(&self) -> u64 {
-        self.used.load(Ordering::Acquire)
+    /// While deliveries drain at shutdown: keeps this replica's routes
+    /// (redis leases) without taking new work.
+    pub async fn renew(&self) {
+        match &self.0 {
+            Backend::Disk { .. } => {}
+            Backend::Redis(r) => r.renew().await,
+        }
     }
 
-    fn count(&self, route: &str, up: bool) {
-        let mut depth = self.lock_depth();
-        let n = depth.entry(route.to_string()).or_insert(0);
-        *n = if up { *n + 1 } else { n.saturating_sub(1) };
-    }
-
-    fn lock_depth(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        // A panic while holding this lock leaves only a count, still usable.
-        self.depth
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// At shutdown: hands this replica's routes over at once (redis leases)
+    /// instead of after the lease lapses.
+    pub async fn release(&self) {
+        match &self.0 {
+            Backend::Disk { .. } => {}
+            Backend::Redis(r) => r.release().await,
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn record(route: &str, body: &[u8]) -> Record {
-        Record {
-            route: route.into(),
-            method: "POST".into(),
-            uri: "/w".into(),
-            headers: vec![],
-            body: body.to_vec(),
-            replay_id: [1; 32],
-            peer: "127.0.0.1".parse().unwrap(),
-            tls: false,
-            accepted_at: 1,
-            attempts: 0,
-            next_attempt: 1,
-            last_error: String::new(),
-        }
-    }
-
-    #[test]
-    fn heads_are_each_routes_oldest_and_max_bytes_refuses_without_losing_anything() {
-        let dir = tempfile::tempdir().unwrap();
-        let size = record("a", b"0123456789").encode().len() as u64;
-        let store = Store::open(dir.path(), size * 3).unwrap();
-        let batch = [
-            record("b", b"b-first..."),
-            record("a", b"a-first..."),
-            record("a", b"a-second.."),
-            record("b", b"b-second.."),
-        ];
-        let ids = store.insert(&batch).unwrap();
-        assert!(ids[..3].iter().all(Option::is_some));
-        assert_eq!(ids[3], None, "over max_bytes");
-        let heads = store.heads().unwrap();
-        let bodies: Vec<&[u8]> = heads.iter().map(|h| h.record.body.as_slice()).collect();
-        assert_eq!(bodies, [b"a-first...".as_slice(), b"b-first...".as_slice()]);
-        assert_eq!(store.depths()["a"], 2);
-        // Dead-lettering moves; removing frees room for the next insert.
-        let a1 = &heads[0];
-        store.put(Table::Dead, a1.id, &a1.record).unwrap();
-        assert_eq!(
-            (
-                store.len(Table::Pending).unwrap(),
-                store.len(Table::Dead).unwrap()
-            ),
-            (2, 1)
-        );
-        assert_eq!(store.depths()["a"], 1);
-        assert!(store.remove(Table::Dead, "a", a1.id).unwrap());
-        assert!(store.insert(&[record("b", b"b-second..")]).unwrap()[0].is_some());
-        drop(store);
-        // Reopened: the same records, counted again, and new ids after the old.
-        let store = Store::open(dir.path(), size * 3).unwrap();
-        assert_eq!(store.len(Table::Pending).unwrap(), 3);
-        assert_eq!(
-            store.used_bytes(),
-            store
-                .list(Table::Pending, None)
-                .unwrap()
-                .iter()
-                .map(|s| s.record.encode().len() as u64)
-                .sum::<u64>()
-        );
-        let last = store
-            .list(Table::Pending, Some("b"))
-            .unwrap()
-            .last()
-            .unwrap()
-            .id;
-        let more = store.insert(&[record("c", b"")]).unwrap();
-        assert_eq!(more, [None], "still full");
-        assert!(last >= 3);
-        assert!(matches!(
-            Store::open(dir.path(), 1),
-            Err(StoreError::Locked(_))
-        ));
-    }
+/// Runs a disk store call on a blocking thread.
+async fn blocking<T, F>(db: &Arc<DiskStore>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&DiskStore) -> Result<T, StoreError> + Send + 'static,
+{
+    let db = Arc::clone(db);
+    tokio::task::spawn_blocking(move || f(&db))
+        .await
+        .map_err(|e| StoreError::Db(format!("a store call failed: {e}")))?
 }

@@ -98,37 +98,8 @@ impl RedisStore {
     ///
     /// Must be called inside a tokio runtime (the manager locates it).
     pub fn new(opts: &RedisOptions<'_>, metrics: StoreMetrics) -> Result<Self, StoreError> {
-        // Redis' own message for a bad URL names the part that is wrong
-        // without echoing the URL (which may carry a password).
-        let client = match opts.ca_file {
-            None => Client::open(opts.url),
-            Some(file) => {
-                let pem = std::fs::read(file).map_err(|e| {
-                    StoreError::Unavailable(format!(
-                        "cannot read replay.redis_ca_file {}: {e}",
-                        file.display()
-                    ))
-                })?;
-                let certs = TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem),
-                };
-                Client::build_with_tls(opts.url, certs)
-            }
-        }
-        .map_err(|e| StoreError::Unavailable(format!("redis_url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.timeout))
-            .set_response_timeout(Some(opts.timeout))
-            // Fail fast while Redis is away (one retry absorbs a blip): a request
-            // then gets its 503 at once instead of waiting out the timeout. The
-            // manager keeps at most one connection attempt going at a time, and
-            // the next command after a failed one starts a new attempt, so
-            // hookgate reconnects as soon as Redis is back, paced by traffic
-            // (and by /readyz probes), never by a storm.
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(200))
-            .set_number_of_retries(1);
+        let (client, config) = connection(opts.url, opts.ca_file, opts.timeout, "replay")
+            .map_err(StoreError::Unavailable)?;
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         Ok(RedisStore {
@@ -360,6 +331,50 @@ impl RedisStore {
             .await?;
         Ok(())
     }
+}
+
+/// A client for `url` (trusting `ca_file`'s roots for `rediss://` instead of
+/// the system's) and the connection manager's settings, bounded by `timeout`.
+/// `section` (`replay` or `queue`) names the keys in errors. Shared with the
+/// queue's Redis store, so both reach Redis the same way.
+pub(crate) fn connection(
+    url: &str,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+    section: &str,
+) -> Result<(Client, ConnectionManagerConfig), String> {
+    // Redis' own message for a bad URL names the part that is wrong
+    // without echoing the URL (which may carry a password).
+    let client = match ca_file {
+        None => Client::open(url),
+        Some(file) => {
+            let pem = std::fs::read(file).map_err(|e| {
+                format!(
+                    "cannot read {section}.redis_ca_file {}: {e}",
+                    file.display()
+                )
+            })?;
+            let certs = TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Client::build_with_tls(url, certs)
+        }
+    }
+    .map_err(|e| format!("{section}.redis_url: {e}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        // Fail fast while Redis is away (one retry absorbs a blip): a request
+        // then gets its 503 at once instead of waiting out the timeout. The
+        // manager keeps at most one connection attempt going at a time, and
+        // the next command after a failed one starts a new attempt, so
+        // hookgate reconnects as soon as Redis is back, paced by traffic
+        // (and by /readyz probes), never by a storm.
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(200))
+        .set_number_of_retries(1);
+    Ok((client, config))
 }
 
 /// Whole milliseconds for `PX`, at least 1 (Redis refuses an expiry of 0).

@@ -32,6 +32,9 @@ shutdown_grace = "20s"
 [replay]
 store = "redis"
 redis_url = "redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"
+[queue]
+store = "redis"
+redis_lease = "15s"
 [[routes]]
 name = "levers"
 path = "/webhooks/levers"
@@ -82,6 +85,13 @@ secrets = ["env:HG_CHECK_JSON_SECRET"]
     assert_eq!(doc["limits"]["shutdown_grace_seconds"], 20.0);
     assert_eq!(doc["replay"]["store"], "redis");
     assert_eq!(doc["replay"]["redis_url_source"], "literal");
+    // The queue shares the replay store's Redis: where its URL comes from, never the URL.
+    assert_eq!(doc["queue"]["store"], "redis");
+    assert_eq!(doc["queue"]["path"], serde_json::Value::Null);
+    assert_eq!(doc["queue"]["redis"]["shared_with_replay"], true);
+    assert_eq!(doc["queue"]["redis"]["url_source"], "literal");
+    assert_eq!(doc["queue"]["redis"]["prefix"], "hookgate");
+    assert_eq!(doc["queue"]["redis"]["lease_seconds"], 15.0);
     let routes = doc["routes"].as_array().unwrap();
     let sources: Vec<&str> = routes
         .iter()

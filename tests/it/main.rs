@@ -10,6 +10,7 @@
 //! - `check_json`: `hookgate check --json` as a deploy check reads it, secrets never in it
 //! - `hostile`: the hostile-input suite (raw HTTP/1.1 bytes, raw HTTP/2 frames, smuggling, memory)
 //! - `queue`: durable delivery (`delivery = "queue"`), kill -9 included, and `hookgate queue`
+//! - `queue_redis`: the Redis queue store shared by replicas, kill -9 of one included
 //! - `faults`: the fault-injection suite (short run here; the full run is `--ignored`)
 //! - `support`: the recording upstream, in-process gateways, child processes (hookgate, redis-server), signers
 //!
@@ -31,6 +32,7 @@ mod observability;
 mod properties;
 mod providers;
 mod queue;
+mod queue_redis;
 mod redis_store;
 mod server;
 mod vectors;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hookgate::queue::{Store, Table};
+use hookgate::queue::{DiskStore, Table};
 use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 
@@ -16,6 +16,18 @@ use crate::support::*;
 
 /// Two queue routes (`a`, `b`) and one forwarding route (`direct`) in front of `app`.
 fn queue_toml(app: &str, dir: &Path, queue_extra: &str) -> String {
+    gateway_toml(
+        app,
+        &format!(
+            "path = \"{}\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\n{queue_extra}",
+            dir.display()
+        ),
+    )
+}
+
+/// Two queue routes (`a`, `b`) and one forwarding route (`direct`) in front
+/// of `app`, with `queue` as the `[queue]` section's keys.
+pub fn gateway_toml(app: &str, queue: &str) -> String {
     format!(
         r#"
 [listen]
@@ -26,10 +38,7 @@ addr = "127.0.0.1:0"
 url = "{app}"
 timeout = "2s"
 [queue]
-path = "{}"
-retry_initial = "50ms"
-retry_max = "200ms"
-{queue_extra}
+{queue}
 [[routes]]
 name = "a"
 path = "/webhooks/a"
@@ -47,18 +56,17 @@ name = "direct"
 path = "/webhooks/direct"
 provider = "svix"
 secrets = ["{SVIX_SECRET}"]
-"#,
-        dir.display()
+"#
     )
 }
 
 /// A port nothing listens on (yet): the application is down.
-async fn down_app() -> SocketAddr {
+pub async fn down_app() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
 }
 
-async fn post_signed(url: &str, id: &str, body: &[u8]) -> Reply {
+pub async fn post_signed(url: &str, id: &str, body: &[u8]) -> Reply {
     post(
         url,
         &svix_headers(SVIX_SECRET, id, now_secs(), body, "svix-"),
@@ -67,7 +75,7 @@ async fn post_signed(url: &str, id: &str, body: &[u8]) -> Reply {
     .await
 }
 
-async fn metric(admin: SocketAddr, name: &str) -> f64 {
+pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
     let r = send(&format!("http://{admin}/metrics"), Method::GET, &[], b"").await;
     r.text()
         .lines()
@@ -76,7 +84,7 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
 }
 
 /// Waits (10 s at most) until `name` reads `want`: the queue's gauges follow the delivery loop.
-async fn metric_reaches(admin: SocketAddr, name: &str, want: f64) {
+pub async fn metric_reaches(admin: SocketAddr, name: &str, want: f64) {
     for _ in 0..200 {
         if metric(admin, name).await == want {
             return;
@@ -99,7 +107,7 @@ fn stored(dir: &Path) -> (u64, u64) {
     // The writer thread closes the file once the last handle is gone: allow it a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match Store::open(dir, 1 << 30) {
+        match DiskStore::open(dir, 1 << 30) {
             Ok(s) => return (s.len(Table::Pending).unwrap(), s.len(Table::Dead).unwrap()),
             Err(e) => {
                 assert!(Instant::now() < deadline, "store not released: {e}");
@@ -346,7 +354,7 @@ fn write_config(dir: &Path, app: SocketAddr) -> std::path::PathBuf {
     path
 }
 
-fn queue_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+pub fn queue_cli(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .arg("queue")
         .args(args)

@@ -549,6 +549,7 @@ where
                 uri: parts.uri.to_string(),
                 headers: parts.headers,
                 body,
+                answered: StatusCode::ACCEPTED,
             });
             let mut resp = http::Response::new(Full::new(Bytes::from_static(b"{\"app\":1}")));
             *resp.status_mut() = StatusCode::ACCEPTED;

@@ -27,6 +27,8 @@ pub struct Received {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status the application answered it with.
+    pub answered: StatusCode,
 }
 
 /// What the application answers.
@@ -82,13 +84,14 @@ impl Upstream {
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.unwrap().to_bytes();
+                            let answer = a.lock().unwrap().clone();
                             r.lock().unwrap().push(Received {
                                 method: parts.method,
                                 uri: parts.uri.to_string(),
                                 headers: parts.headers,
                                 body,
+                                answered: answer.status,
                             });
-                            let answer = a.lock().unwrap().clone();
                             tokio::time::sleep(answer.delay).await;
                             let mut resp = Response::new(Full::new(answer.body));
                             *resp.status_mut() = answer.status;
