@@ -245,8 +245,7 @@ impl Deliverer {
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, SystemTime::now()));
         // Read (a bounded part of) the answer, so the connection can be reused.
         let body = Limited::new(self.forwarder.bounded(resp.into_body()), 64 << 10);
         let _ = body.collect().await;
@@ -321,6 +320,17 @@ fn backoff(settings: &config::Queue, attempts: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(lo.min(hi)..=hi))
 }
 
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date; a date
+/// already past means now.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// The request a record stands for, as the forwarder takes it.
 fn request(
     record: &super::Record,
@@ -356,6 +366,22 @@ fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:51:37 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_within_initial_and_max() {
