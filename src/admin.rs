@@ -100,11 +100,22 @@ impl Admin {
                         StatusCode::SERVICE_UNAVAILABLE,
                         "replay store unavailable\n",
                     )
+                } else if !self.queue_ready().await {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "queue store unavailable\n")
                 } else {
                     text(StatusCode::OK, "ready\n")
                 }
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    /// A queue on Redis that does not answer would refuse every queued
+    /// request with 503: this replica is not ready for them.
+    async fn queue_ready(&self) -> bool {
+        match &self.queue {
+            Some(q) => q.store().ready().await,
+            None => true,
         }
     }
 

@@ -40,6 +40,7 @@
 //! - `attest`   `Hookgate-Attestation` for verified forwards; inbound
 //!   `Hookgate-*` headers removed
 //! - `replay`   the seen-id store: delivery-aware claims over an LRU, or Redis
+//! - `redis_link` reaching Redis (replay store and queue): bounded calls, reconnects
 //! - `verify`   the one signature engine; `verify::providers` is the catalog
 //! - `metrics`  an owned Prometheus registry; labels from config and enums
 //! - `logline`  the JSON shape of a log line, written field by field
@@ -61,6 +62,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod proxy;
 pub mod queue;
+mod redis_link;
 pub mod reload;
 pub mod replay;
 pub mod report;

@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 mod redis_store;
-pub(crate) use redis_store::connection as redis_connection;
 pub use redis_store::{RedisOptions, RedisStore};
 
 /// What a claim found.

@@ -246,6 +246,14 @@ impl Store {
         }
     }
 
+    /// For `/readyz`: a disk store is open, so ready; Redis answers a PING.
+    pub async fn ready(&self) -> bool {
+        match &self.0 {
+            Backend::Disk { .. } => true,
+            Backend::Redis(r) => r.ready().await,
+        }
+    }
+
     /// Deletes it from its table; `false` if it was no longer there.
     pub async fn remove(&self, s: &Stored) -> Result<bool, StoreError> {
         match &self.0 {

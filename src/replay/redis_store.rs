@@ -8,28 +8,21 @@
 //!
 //! Every call is bounded by `redis_timeout`; a slow or absent Redis is a
 //! `StoreError`, which the proxy turns into 503 or an unchecked forward as
-//! `on_store_error` says. The connection is one multiplexed, reconnecting
-//! `ConnectionManager`, created lazily: hookgate starts while Redis is down,
-//! and `/readyz` answers 503 until a PING gets through.
+//! `on_store_error` says. The connection is a `redis_link::Link`, made
+//! lazily: hookgate starts while Redis is down, and `/readyz` answers 503
+//! until a PING gets through.
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script, TlsCertificates};
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
 
 use super::{Claim, StoreError, Ticket};
 use crate::metrics::{StoreMetrics, StoreOp};
-
-/// After failing this long without a success, the connection manager is
-/// replaced. The manager reconnects by itself only after I/O errors; one whose
-/// connection attempt failed another way (AUTH refused while a password was
-/// being rotated, a TLS or handshake error) would otherwise keep answering
-/// that error until hookgate restarts.
-const REBUILD_AFTER: Duration = Duration::from_secs(3);
+use crate::redis_link::Link;
 
 /// The value of a delivered id; tokens are 16 hex digits, so never equal to it.
 const DELIVERED: &str = "D";
@@ -61,22 +54,13 @@ return 0
 ";
 
 pub struct RedisStore {
-    client: Client,
-    config: ConnectionManagerConfig,
-    /// Swapped for a fresh manager when Redis has failed for `REBUILD_AFTER`.
-    conn: ArcSwap<ConnectionManager>,
-    /// Milliseconds after `born` when the current run of failures began; 0 = healthy.
-    failing_since: AtomicU64,
-    born: Instant,
-    /// Redis has answered at least once since start.
-    answered: AtomicBool,
+    link: Link,
     /// `on_store_error = "allow"`: hookgate serves without Redis, so once
     /// Redis has answered, its absence no longer makes `/readyz` fail.
     serves_without: AtomicBool,
     prefix: String,
     ttl_ms: u64,
     lease_ms: u64,
-    timeout: Duration,
     claim: Script,
     release: Script,
     metrics: StoreMetrics,
@@ -98,126 +82,41 @@ impl RedisStore {
     ///
     /// Must be called inside a tokio runtime (the manager locates it).
     pub fn new(opts: &RedisOptions<'_>, metrics: StoreMetrics) -> Result<Self, StoreError> {
-        let (client, config) = connection(opts.url, opts.ca_file, opts.timeout, "replay")
+        let link = Link::new(opts.url, opts.ca_file, opts.timeout, "replay")
             .map_err(StoreError::Unavailable)?;
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         Ok(RedisStore {
-            client,
-            config,
-            conn: ArcSwap::from_pointee(conn),
-            failing_since: AtomicU64::new(0),
-            born: Instant::now(),
-            answered: AtomicBool::new(false),
+            link,
             serves_without: AtomicBool::new(false),
             prefix: opts.prefix.to_string(),
             ttl_ms: millis(opts.ttl),
             lease_ms: millis(opts.lease),
-            timeout: opts.timeout,
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
             metrics,
         })
     }
 
-    /// A handle on the current connection (commands need `&mut`; clones share it).
-    fn conn(&self) -> ConnectionManager {
-        ConnectionManager::clone(&self.conn.load())
-    }
-
-    /// Tracks runs of failures and replaces a manager that has failed for too long.
-    fn note(&self, ok: bool) {
-        if ok {
-            if !self.answered.load(Ordering::Relaxed) {
-                self.answered.store(true, Ordering::Relaxed);
-            }
-            if self.failing_since.load(Ordering::Relaxed) != 0 {
-                self.failing_since.store(0, Ordering::Relaxed);
-            }
-            return;
-        }
-        // +1: a failure in the first millisecond must not look like "healthy".
-        let now = u64::try_from(self.born.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        let Err(since) =
-            self.failing_since
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-        else {
-            return;
-        };
-        let rebuild_after = u64::try_from(REBUILD_AFTER.as_millis()).unwrap_or(u64::MAX);
-        // Only the caller that moves the start of the run forward rebuilds.
-        if now.saturating_sub(since) >= rebuild_after
-            && self
-                .failing_since
-                .compare_exchange(since, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
-            {
-                Ok(fresh) => {
-                    self.conn.store(std::sync::Arc::new(fresh));
-                    tracing::warn!(
-                        failing_for = ?Duration::from_millis(now.saturating_sub(since)),
-                        "replay store: redis keeps failing; starting over with a fresh connection"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "replay store: cannot renew the redis connection")
-                }
-            }
-        }
-    }
-
     fn redis_key(&self, key: &[u8; 32]) -> String {
         format!("{}:{}", self.prefix, hex::encode(key))
     }
 
-    /// Runs one Redis call within the timeout, recording its latency and any failure.
-    ///
-    /// A connection Redis dropped (a restart, a failover, an idle cut) is found
-    /// dead only when a command is sent on it: the manager then reconnects, and
-    /// the command is sent once more, within the same `redis_timeout`, so the
-    /// first request after a Redis restart is answered, not refused with 503.
-    /// Every command here is safe to send twice: a claim recognises its own
-    /// token (the first may have reached Redis before the connection broke),
-    /// release deletes only its own token, delivered is a plain SET.
-    async fn call<T, F, Fut>(&self, op: StoreOp, mut attempt: F) -> Result<T, StoreError>
+    /// Runs one Redis call (see `Link::call`), recording its latency and any
+    /// failure. Every command here is safe to send twice: a claim recognises
+    /// its own token (the first may have reached Redis before the connection
+    /// broke), release deletes only its own token, delivered is a plain SET.
+    async fn call<T, F, Fut>(&self, op: StoreOp, attempt: F) -> Result<T, StoreError>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut tries = 0;
-        let result = loop {
-            tries += 1;
-            match tokio::time::timeout_at(deadline, attempt(self.conn())).await {
-                Ok(Ok(v)) => break Ok(v),
-                Ok(Err(e))
-                    if tries == 1 && (e.is_connection_dropped() || e.is_unrecoverable_error()) =>
-                {
-                    tracing::debug!(op = op.as_str(), error = %e, "replay store: redis connection dropped; sending again");
-                }
-                Ok(Err(e)) => {
-                    break Err(StoreError::Unavailable(format!(
-                        "redis {}: {e}",
-                        op.as_str()
-                    )))
-                }
-                Err(_) => {
-                    break Err(StoreError::Unavailable(format!(
-                        "redis {}: no answer within {:?}",
-                        op.as_str(),
-                        self.timeout
-                    )))
-                }
-            }
-        };
+        let result = self
+            .link
+            .call(op.as_str(), true, attempt)
+            .await
+            .map_err(StoreError::Unavailable);
         self.metrics
             .observe(op, started.elapsed().as_secs_f64(), result.is_ok());
-        self.note(result.is_ok());
         result
     }
 
@@ -260,7 +159,7 @@ impl RedisStore {
     /// lapses. So its release is queued right behind it, on the same
     /// connection, in the background; release deletes only this token.
     fn abandon(&self, redis_key: String, token_text: String) {
-        let mut conn = self.conn();
+        let mut conn = self.link.conn();
         let release = self.release.clone();
         let wait = Duration::from_millis(self.lease_ms);
         tokio::spawn(async move {
@@ -315,9 +214,7 @@ impl RedisStore {
     /// hookgate forwards anyway, counting each unchecked request.
     pub async fn ready(&self) -> bool {
         let answers = self.ping().await.is_ok();
-        answers
-            || (self.serves_without.load(Ordering::Relaxed)
-                && self.answered.load(Ordering::Relaxed))
+        answers || (self.serves_without.load(Ordering::Relaxed) && self.link.answered())
     }
 
     /// One PING within the timeout.
@@ -331,50 +228,6 @@ impl RedisStore {
             .await?;
         Ok(())
     }
-}
-
-/// A client for `url` (trusting `ca_file`'s roots for `rediss://` instead of
-/// the system's) and the connection manager's settings, bounded by `timeout`.
-/// `section` (`replay` or `queue`) names the keys in errors. Shared with the
-/// queue's Redis store, so both reach Redis the same way.
-pub(crate) fn connection(
-    url: &str,
-    ca_file: Option<&Path>,
-    timeout: Duration,
-    section: &str,
-) -> Result<(Client, ConnectionManagerConfig), String> {
-    // Redis' own message for a bad URL names the part that is wrong
-    // without echoing the URL (which may carry a password).
-    let client = match ca_file {
-        None => Client::open(url),
-        Some(file) => {
-            let pem = std::fs::read(file).map_err(|e| {
-                format!(
-                    "cannot read {section}.redis_ca_file {}: {e}",
-                    file.display()
-                )
-            })?;
-            let certs = TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            Client::build_with_tls(url, certs)
-        }
-    }
-    .map_err(|e| format!("{section}.redis_url: {e}"))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        // Fail fast while Redis is away (one retry absorbs a blip): a request
-        // then gets its 503 at once instead of waiting out the timeout. The
-        // manager keeps at most one connection attempt going at a time, and
-        // the next command after a failed one starts a new attempt, so
-        // hookgate reconnects as soon as Redis is back, paced by traffic
-        // (and by /readyz probes), never by a storm.
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(200))
-        .set_number_of_retries(1);
-    Ok((client, config))
 }
 
 /// Whole milliseconds for `PX`, at least 1 (Redis refuses an expiry of 0).

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::queue::{down_app, gateway_toml, metric_reaches, post_signed, queue_cli};
@@ -215,6 +215,11 @@ async fn a_full_redis_queue_answers_queue_full_and_redis_down_answers_queue_unav
     let r = post_signed(&gw.url("/webhooks/a"), "rdown_1", b"{}").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.text(), r#"{"error":"queue_unavailable"}"#);
+    // ... and this replica says it is not ready for them.
+    let admin = gw.admin.unwrap();
+    let ready = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.text(), "queue store unavailable\n");
     // Back (empty: the test server keeps nothing): accepted and delivered again.
     redis.restart().await;
     let mut answered = StatusCode::SERVICE_UNAVAILABLE;
@@ -229,6 +234,8 @@ async fn a_full_redis_queue_answers_queue_full_and_redis_down_answers_queue_unav
     }
     assert_eq!(answered, StatusCode::ACCEPTED);
     eventually(|| app.count() == accepted.len() + 1).await;
+    let ready = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
 }
 
 #[tokio::test]

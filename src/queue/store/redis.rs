@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, RedisError, Script, Value};
@@ -26,17 +26,17 @@ use redis::{FromRedisValue, RedisError, Script, Value};
 use super::{Heads, SetAside, StoreError, Stored, Table};
 use crate::config::QueueRedis;
 use crate::queue::record::{millis, Record};
+use crate::redis_link::Link;
 
 mod scripts;
 
 pub struct RedisQueue {
-    conn: ConnectionManager,
+    link: Link,
     prefix: String,
     /// This replica's consumer name in the group: host, pid and start time.
     consumer: String,
     max_bytes: u64,
     lease_ms: u64,
-    timeout: Duration,
     /// Routes whose lease this replica took, to give back at shutdown.
     held: Mutex<HashSet<String>>,
     push: Script,
@@ -58,20 +58,16 @@ impl RedisQueue {
         // config keeps the URL UTF-8 (it was parsed as a Redis URL).
         let url = std::str::from_utf8(opts.url.expose())
             .map_err(|_| StoreError::Redis("queue.redis_url is not UTF-8".into()))?;
-        let (client, config) =
-            crate::replay::redis_connection(url, opts.ca_file.as_deref(), opts.timeout, "queue")
-                .map_err(StoreError::Redis)?;
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Redis(e.to_string()))?;
+        let link = Link::new(url, opts.ca_file.as_deref(), opts.timeout, "queue")
+            .map_err(StoreError::Redis)?;
         Ok(RedisQueue {
-            conn,
+            link,
             prefix: opts.prefix.clone(),
             consumer: consumer_name(),
             max_bytes,
             lease_ms: u64::try_from(opts.lease.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
-            timeout: opts.timeout,
             held: Mutex::new(HashSet::new()),
             push: Script::new(scripts::PUSH),
             head: Script::new(scripts::HEAD),
@@ -107,33 +103,25 @@ impl RedisQueue {
         }
     }
 
-    /// One Redis exchange within `queue.redis_timeout`. A connection found
-    /// dropped is reconnected by the manager and, when `again`, the call
-    /// sent once more within the same time (every script but `PUSH` checks
-    /// what is there first, so a second run changes nothing twice).
-    async fn run<T, F, Fut>(&self, what: &str, again: bool, mut attempt: F) -> Result<T, StoreError>
+    /// One Redis exchange (see `Link::call`); `again` only for what is safe
+    /// to send twice: every script but `PUSH` checks what is there first, so
+    /// a second run changes nothing twice.
+    async fn run<T, F, Fut>(&self, what: &str, again: bool, attempt: F) -> Result<T, StoreError>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match tokio::time::timeout_at(deadline, attempt(self.conn.clone())).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if again && tries == 1 && e.is_connection_dropped() => {
-                    tracing::debug!(what, error = %e, "queue store: redis connection dropped; sending again");
-                }
-                Ok(Err(e)) => return Err(StoreError::Redis(format!("{what}: {e}"))),
-                Err(_) => {
-                    return Err(StoreError::Redis(format!(
-                        "{what}: no answer within {:?}",
-                        self.timeout
-                    )))
-                }
-            }
-        }
+        self.link
+            .call(what, again, attempt)
+            .await
+            .map_err(StoreError::Redis)
+    }
+
+    /// For `/readyz`: Redis answers a PING.
+    pub async fn ready(&self) -> bool {
+        self.query::<String>("ping", &redis::cmd("PING"))
+            .await
+            .is_ok()
     }
 
     async fn eval<T: FromRedisValue>(
