@@ -638,7 +638,15 @@ EOF
 
 if [ "$QUEUE" = 1 ]; then
   read -ra qconns <<<"$CONNS"
-  queue_bench "$DURATION" "${qconns[0]}" || { echo "run.sh: queue measurement FAILED" >&2; exit 1; }
+  # The same load on the forwarding route first (the main hookgate, app up): the yardstick.
+  data="$OUT/data/forward"
+  python3 "$HERE/gen.py" --out "$data" --size 1024 --count $((ID_RATE * DURATION)) \
+    --secret "$SECRET" --prefix "f$RUN_ID"
+  drive hookgate "${URL[hookgate]}" 1024 "${qconns[0]}" 1 "$data" || FAIL=1
+  rm -rf "$data"
+  awk -F, 'NR == 2 {printf "== forward (same load, app up): %d req/s to 200, p50 %s ms, p99 %s ms, %s CPU us/req, errors %s\n", $5, $6, $7, $10, $8}' "$CSV"
+  queue_bench "$DURATION" "${qconns[0]}" || FAIL=1
+  [ "$FAIL" = 0 ] || { echo "run.sh: queue measurement FAILED" >&2; exit 1; }
   echo "raw output: $OUT"
   exit 0
 fi
