@@ -5,8 +5,11 @@
 -- k+1, k+1+THREADS, ... so no two threads share an id; a thread that runs out of
 -- entries wraps around and counts it, and run.sh treats any wrap as a failed point
 -- (a repeated id would be answered as a duplicate without being forwarded).
+-- BENCH_ROUTES=K (the queue measurement) spreads requests over /webhooks/q0 .. q{K-1}, K routes
+-- of one signing secret (a Svix signature does not cover the path); unset, all go to /webhooks/svix.
 
 local threads = {}
+local routes = tonumber(os.getenv("BENCH_ROUTES") or "0")
 local next_tid = 0
 
 function setup(thread)
@@ -48,8 +51,12 @@ function request()
   end
   headers["svix-id"] = ids[idx]
   headers["svix-signature"] = sigs[idx]
+  local path = "/webhooks/svix"
+  if routes > 0 then
+    path = "/webhooks/q" .. (idx % routes)
+  end
   idx = idx + 1
-  return wrk.format("POST", "/webhooks/svix", headers, body)
+  return wrk.format("POST", path, headers, body)
 end
 
 function done(summary, latency, requests)

@@ -20,6 +20,13 @@
 #          what hyper itself costs here, the floor under hookgate.
 #          --before BIN: also run another hookgate binary (e.g. the previous commit's) as a
 #          fourth target, "before", in the same alternation: before/after in one run.
+#          --queue: instead of the table, durable delivery (BENCHMARKS.md "Durable delivery:
+#          acceptance and drain"): a hookgate whose --queue-routes routes (default 16) are
+#          delivery = "queue" on the disk store takes --duration seconds of signed requests
+#          (1 KiB, --conns' first count) with its app down: req/s to 202, CPU per request, then
+#          a 3 s run under strace counting fdatasync/fsync per request (group commit); then the
+#          app comes up and the backlog drains at --queue-concurrency (default 16): deliveries
+#          per second and CPU per delivery. --smoke ends with a 2 s version of it.
 # HOOKGATE_BIN=path runs that hookgate binary instead of building target/release/hookgate.
 # Every request carries a distinct, validly signed id (pre-signed by gen.py, cycled by bench.lua),
 # so the replay store never short-circuits the work. Raw results and results.csv go to
@@ -32,6 +39,7 @@ OUT=$HERE/out
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
 STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0
+QUEUE=0 QROUTES=16 QCONC=16
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -47,7 +55,10 @@ while [ $# -gt 0 ]; do
     --soak) SOAK=$2; shift ;;
     --before) BEFORE=$2; shift ;;
     --floor) FLOOR=1 ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --queue) QUEUE=1 ;;
+    --queue-routes) QROUTES=$2; shift ;;
+    --queue-concurrency) QCONC=$2; shift ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -68,6 +79,7 @@ need nginx nginx-light
 need wrk wrk
 need haproxy haproxy
 need python3 python3
+if [ "$QUEUE" = 1 ] || [ "$SMOKE" = 1 ]; then need strace strace; fi
 [ "$STORE" = redis ] && need redis-server redis-server
 
 if [ -n "${HOOKGATE_BIN:-}" ]; then
@@ -86,7 +98,7 @@ if [ -n "$BEFORE" ]; then
 fi
 
 rm -rf "$OUT"
-mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy" "$OUT/haproxy"
+mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy" "$OUT/haproxy" "$OUT/nginx-app" "$OUT/queue"
 OUT=$(cd "$OUT" && pwd)
 
 # ---- process bookkeeping: everything started here is stopped on exit ----
@@ -121,7 +133,8 @@ wait_port() { # wait_port PORT NAME PID: up to 30 s for a listener, failing earl
   return 1
 }
 
-read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT <<<"$(free_ports 9)"
+read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT \
+  QG_PORT QG_ADMIN_PORT APP_PORT <<<"$(free_ports 12)"
 
 # ---- the upstream: nginx answering 200 to everything, body discarded ----
 # keepalive_requests is raised everywhere so neither proxy pays reconnects the other does not.
@@ -446,6 +459,209 @@ sys.exit(1 if errors else 0)
 EOF
 }
 
+# ---- durable delivery: queued acceptance (req/s to 202), fsyncs per request, backlog drain ----
+queue_total() { # queue_total ADMIN_PORT METRIC [LABEL_MATCH]: the sum of its samples
+  python3 - "$@" <<'EOF'
+import re, sys, urllib.request
+port, name, label = sys.argv[1], sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else "")
+t = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+print(int(sum(float(v) for v in re.findall(rf'^{name}\{{[^}}]*{re.escape(label)}[^}}]*\}} (\S+)$', t, re.M))))
+EOF
+}
+# queue_bench SECONDS CONNS: its own hookgate (QROUTES queue routes on a disk store under $OUT/queue),
+# whose app (an nginx like the upstream, on APP_PORT) is down while requests are accepted, so the
+# figure is the store's alone (the delivery loop only meets refused connections meanwhile); then the
+# app comes up and the backlog drains. Appends to $OUT/queue.csv; returns non-zero on any error.
+queue_bench() {
+  local secs=$1 conns=$2 qfail=0
+  local cfg=$OUT/queue/hookgate.toml data=$OUT/data/queue raw=$OUT/raw/queue-accept.txt
+  {
+    cat <<EOF
+[listen]
+addr = "127.0.0.1:$QG_PORT"
+
+[admin]
+addr = "127.0.0.1:$QG_ADMIN_PORT"
+
+[upstream]
+url = "http://127.0.0.1:$APP_PORT"
+timeout = "10s"
+
+[limits]
+max_body = "2MiB"
+max_inflight = 1024
+
+[replay]
+store = "memory"
+capacity = 1000000
+ttl = "24h"
+
+[queue]
+store = "disk"
+path = "$OUT/queue/store"
+max_bytes = "8GiB"
+concurrency = $QCONC
+max_attempts = 1000000
+max_age = "24h"
+# Every failed attempt is a write transaction (its next attempt recorded): 5 s apart, the app-down
+# retries of the 16 heads stay a few dozen commits beside the requests' own (and are counted out).
+retry_initial = "5s"
+retry_max = "5s"
+EOF
+    for r in $(seq 0 $((QROUTES - 1))); do
+      printf '\n[[routes]]\nname = "q%d"\npath = "/webhooks/q%d"\nprovider = "svix"\nsecrets = ["env:BENCH_SVIX_SECRET"]\ntolerance = "10m"\ndelivery = "queue"\n' "$r" "$r"
+    done
+  } >"$cfg"
+  sed "s/127.0.0.1:$UP_PORT/127.0.0.1:$APP_PORT/; s#$OUT/nginx-up#$OUT/nginx-app#g" \
+    "$OUT/nginx-up/nginx.conf" >"$OUT/nginx-app/nginx.conf"
+  env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} \
+    "$HOOKGATE" run --config "$cfg" --log-format json 2>"$OUT/queue/hookgate.log" &
+  local qg=$!
+  PIDS+=("$qg")
+  wait_port "$QG_PORT" "hookgate (queue)" "$qg" || return 1
+  python3 "$HERE/gen.py" --out "$data" --size 1024 --count $((ID_RATE * secs)) \
+    --secret "$SECRET" --prefix "q$RUN_ID"
+  local cpu0 cpu1 cpu2 cpu3
+  cpu0=$(cpu_ticks "$qg")
+  BENCH_ROUTES=$QROUTES timeout $((secs + 60)) wrk -t"$THREADS" -c"$conns" -d"${secs}s" --timeout 5s \
+    -s "$HERE/bench.lua" "http://127.0.0.1:$QG_PORT/" -- "$data" "$THREADS" >"$raw" 2>&1 || qfail=1
+  cpu1=$(cpu_ticks "$qg")
+  # The same load for 3 s under strace, counting the sync calls of every thread (the writer's
+  # commits). ptrace slows every syscall, so this run's rate is not the figure, and its ratio of
+  # syncs to requests is an upper bound (commits grow when requests arrive faster). Ids of its own.
+  local sraw=$OUT/raw/queue-strace.txt failed0 failed1
+  python3 "$HERE/gen.py" --out "$data-s" --size 1024 --count $((ID_RATE * 3)) \
+    --secret "$SECRET" --prefix "qs$RUN_ID"
+  failed0=$(queue_total "$QG_ADMIN_PORT" hookgate_queue_attempts_total 'result="failed"')
+  timeout 120 strace -f -c -e trace=fsync,fdatasync,sync_file_range,msync -o "$OUT/queue/strace.txt" \
+    -p "$qg" 2>/dev/null &
+  local st=$!
+  sleep 1
+  BENCH_ROUTES=$QROUTES timeout 70 wrk -t"$THREADS" -c"$conns" -d3s --timeout 5s \
+    -s "$HERE/bench.lua" "http://127.0.0.1:$QG_PORT/" -- "$data-s" "$THREADS" >"$sraw" 2>&1 || qfail=1
+  kill -INT "$st" 2>/dev/null || true
+  wait "$st" 2>/dev/null || true
+  failed1=$(queue_total "$QG_ADMIN_PORT" hookgate_queue_attempts_total 'result="failed"')
+  rm -rf "$data" "$data-s"
+  local depth_before
+  depth_before=$(queue_total "$QG_ADMIN_PORT" hookgate_queue_depth)
+  # The app comes up: time the drain from the first delivery (the heads first wait out their
+  # backoff) to depth 0 on /metrics, polled every 50 ms, 600 s at most.
+  cpu2=$(cpu_ticks "$qg")
+  local t0 drain
+  t0=$(date +%s.%N)
+  nginx -p "$OUT/nginx-app" -c "$OUT/nginx-app/nginx.conf" -g 'daemon off;' &
+  PIDS+=($!)
+  drain=$(python3 - "$QG_ADMIN_PORT" "$t0" <<'EOF'
+import re, sys, time, urllib.request
+port, t0 = sys.argv[1], float(sys.argv[2])
+first = None
+while time.time() - t0 < 600:
+    t = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    depth = sum(float(v) for v in re.findall(r'^hookgate_queue_depth\{[^}]*\} (\S+)$', t, re.M))
+    done = sum(float(v) for v in re.findall(r'^hookgate_queue_attempts_total\{[^}]*result="delivered"[^}]*\} (\S+)$', t, re.M))
+    if first is None and done > 0:
+        first = time.time()
+    if depth == 0:
+        break
+    time.sleep(0.05)
+end = time.time()
+print(f"{(first or end) - t0:.2f} {end - (first or end):.3f} {int(depth)}")
+EOF
+)
+  cpu3=$(cpu_ticks "$qg")
+  python3 - "$raw" "$sraw" "$OUT/queue/strace.txt" "$QG_ADMIN_PORT" "$depth_before" "$drain" \
+    "$((cpu1 - cpu0))" "$((cpu3 - cpu2))" "$(getconf CLK_TCK)" "$OUT/queue.csv" "$conns" "$QROUTES" \
+    "$QCONC" "$(df -T "$OUT/queue" | awk 'NR == 2 {print $2}')" "$((failed1 - failed0))" <<'EOF' || qfail=1
+import json, re, sys, urllib.request
+(raw, sraw, strace, admin, depth_before, drain, acc_ticks, drain_ticks, hz, csv, conns, routes,
+ conc, fs, retries) = sys.argv[1:16]
+def result(path):
+    line = next((l for l in open(path) if l.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"run.sh: no result from wrk in {path}")
+    return json.loads(line[len("RESULT "):])
+r, s = result(raw), result(sraw)
+errors = sum(r[k] + s[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors",
+                                   "timeouts", "ids_wrapped"))
+# strace -c: "% time  seconds  usecs/call  calls  [errors]  syscall". No summary (strace may not
+# attach where ptrace is not allowed): the syncs are not measured, which is not an error.
+syncs = None
+try:
+    text = open(strace).read()
+except OSError:
+    text = ""
+if "total" in text:
+    syncs = 0
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[-1] in ("fsync", "fdatasync", "sync_file_range", "msync") and len(f) >= 5:
+            syncs += int(f[3])
+t = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10).read().decode()
+def total(name, label=""):
+    return sum(float(v) for v in re.findall(rf'^{name}\{{[^}}]*{label}[^}}]*\}} (\S+)$', t, re.M))
+queued = total("hookgate_requests_total", 'outcome="queued"')
+delivered = total("hookgate_queue_attempts_total", 'result="delivered"')
+dead = total("hookgate_queue_dead_letters_total")
+wait, secs, left = drain.split()
+wait, secs, left, backlog, retries = float(wait), float(secs), int(left), int(depth_before), int(retries)
+# Each failed attempt in the strace window recorded its next attempt: one commit, one sync.
+acc_syncs = None if syncs is None else max(syncs - retries, 0)
+rps = r["requests"] / (r["duration_us"] / 1e6)
+acc_cpu = int(acc_ticks) / int(hz) * 1e6 / max(r["requests"], 1)
+drain_rate = backlog / secs if secs else 0.0
+drain_cpu = int(drain_ticks) / int(hz) * 1e6 / max(backlog, 1)
+sent = r["requests"] + s["requests"]
+# wrk does not count the answers in flight when it stops, and hookgate stores (and delivers) a
+# request whose client hung up before its 202 without counting it as queued: the backlog may be
+# a few more than either, never fewer.
+if left or dead or delivered != backlog or backlog < sent:
+    print(f"run.sh: drain incomplete: {left} left, {delivered:.0f} delivered of a backlog of {backlog} "
+          f"({sent} answered 202 to wrk, {queued:.0f} counted queued), {dead:.0f} dead letters",
+          file=sys.stderr)
+    errors += 1
+print(f"== durable delivery ({routes} queue routes, disk store on {fs}, {conns} connections, "
+      f"concurrency {conc})")
+print(f"   acceptance (app down): {rps:.0f} req/s to 202, p50 {r['p50_us'] / 1000:.2f} ms, "
+      f"p99 {r['p99_us'] / 1000:.2f} ms, {acc_cpu:.1f} CPU us/req, {r['requests']} requests")
+if syncs is None:
+    print(f"   under strace: {s['requests']} requests; fsyncs not measured (strace could not attach)")
+else:
+    print(f"   under strace: {s['requests']} requests, {syncs} fsync/fdatasync calls ({retries} of them "
+          f"failed attempts' records): {acc_syncs / max(s['requests'], 1):.3f} per request "
+          f"({s['requests'] / max(acc_syncs, 1):.1f} requests per commit)")
+print(f"   drain: a backlog of {backlog} ({sent} answered 202 to wrk, {queued:.0f} counted queued), "
+      f"first delivery {wait:.2f} s after the app came up, then all in {secs:.2f} s: "
+      f"{drain_rate:.0f} deliveries/s, {drain_cpu:.1f} CPU us/delivery; errors {errors}")
+per_req = "" if acc_syncs is None else f"{acc_syncs / max(s['requests'], 1):.4f}"
+with open(csv, "a+") as f:
+    if f.tell() == 0:
+        f.write("conns,routes,concurrency,accept_rps,accept_p50_ms,accept_p99_ms,accept_cpu_us,"
+                "strace_requests,syncs,syncs_per_req,backlog,drain_s,drain_rps,drain_cpu_us,errors\n")
+    f.write(f"{conns},{routes},{conc},{rps:.0f},{r['p50_us'] / 1000:.3f},{r['p99_us'] / 1000:.3f},"
+            f"{acc_cpu:.1f},{s['requests']},{'' if acc_syncs is None else acc_syncs},{per_req},{backlog},"
+            f"{secs:.2f},{drain_rate:.0f},{drain_cpu:.1f},{errors}\n")
+sys.exit(1 if errors else 0)
+EOF
+  kill -TERM "$qg" 2>/dev/null || true
+  return "$qfail"
+}
+
+if [ "$QUEUE" = 1 ]; then
+  read -ra qconns <<<"$CONNS"
+  # The same load on the forwarding route first (the main hookgate, app up): the yardstick.
+  data="$OUT/data/forward"
+  python3 "$HERE/gen.py" --out "$data" --size 1024 --count $((ID_RATE * DURATION)) \
+    --secret "$SECRET" --prefix "f$RUN_ID"
+  drive hookgate "${URL[hookgate]}" 1024 "${qconns[0]}" 1 "$data" || FAIL=1
+  rm -rf "$data"
+  awk -F, 'NR == 2 {printf "== forward (same load, app up): %d req/s to 200, p50 %s ms, p99 %s ms, %s CPU us/req, errors %s\n", $5, $6, $7, $10, $8}' "$CSV"
+  queue_bench "$DURATION" "${qconns[0]}" || FAIL=1
+  [ "$FAIL" = 0 ] || { echo "run.sh: queue measurement FAILED" >&2; exit 1; }
+  echo "raw output: $OUT"
+  exit 0
+fi
+
 # ---- warm-up: pools, page cache and CPU frequency settle before anything is recorded ----
 if [ "$SMOKE" = 0 ]; then
   python3 "$HERE/gen.py" --out "$OUT/data/warm" --size 1024 --count $((ID_RATE * 2)) \
@@ -602,6 +818,10 @@ for size, conns in points:
               f"{m['cpu_us_per_req']:>10.1f} {m['rss_peak_mib']:>12.1f} {errs(t, size, conns):>6} | "
               f"{ratios}")
 EOF
+if [ "$SMOKE" = 1 ]; then
+  # A tiny queue check: 2 s of queued acceptance with the app down, then the drain.
+  queue_bench 2 "$CONNS" || FAIL=1
+fi
 echo "raw wrk output and results.csv: $OUT"
 if [ "$FAIL" != 0 ]; then
   echo "run.sh: FAILED: errors above (any non-2xx, socket error, duplicate or repeated id is one)" >&2

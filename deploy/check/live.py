@@ -1,6 +1,7 @@
 """The live end-to-end run: the real gateway on loopback in front of a stand-in app, genuine (signed by
-`hookgate sign`), redelivered, forged, failing and unrouted webhooks, two reloads and SIGTERM; returns
-its /metrics scrape and checks that the series the alerts key on counted what happened."""
+`hookgate sign`), redelivered, forged, failing and unrouted webhooks, a queue route (durable delivery:
+delivered, retried and dead-lettered requests), two reloads and SIGTERM; returns its /metrics scrape and
+checks that the series the alerts key on counted what happened."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from common import Report
 from hookgate import Fixture, sign, throwaway_secret
 
 class _Upstream(http.server.BaseHTTPRequestHandler):
-    """The stand-in application for the live scrape: 200, or 500 / a dropped connection on request."""
+    """The stand-in application for the live scrape: 200, or 500 / 400 / a dropped connection on request."""
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if b"please-fail" in body:
             self.send_response(500)
+        elif b"please-reject" in body:  # final for a queued request: dead-lettered at once
+            self.send_response(400)
         elif b"please-drop" in body:
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -64,6 +67,24 @@ def set_key(text: str, section: str, key: str, value: str) -> str:
     return text[:m.end(1)] + f'{key} = "{value}"' + text[m.end():]
 
 
+# The queue route the live run adds (the shipped config has none, so its scrape would lack DESIGN §8's
+# families): a copy of the first route, with `delivery = "queue"`.
+QUEUE_ROUTE, QUEUE_PATH = "hookgate-check-queued", "/hookgate-check/queued"
+
+
+def with_queue_route(text: str, queue_dir: Path) -> str:
+    """The config text with a `[queue]` and a queue route copied from its first route (edits text, reads
+    no values: the route's provider and secret stay as written)."""
+    m = re.search(r"^\[\[routes\]\][ \t]*\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    if not m:
+        raise ValueError("no [[routes]] in the config")
+    block = m.group(1)
+    # Dropped: what a copy must not keep (its name and path, and modes a queue route refuses).
+    block = re.sub(r"^(name|path|delivery|mode|methods)\s*=.*\n?", "", block, flags=re.M).strip()
+    return (text.rstrip() + f'\n\n[queue]\npath = "{queue_dir}"\nretry_initial = "200ms"\nretry_max = "1s"\n\n'
+            f'[[routes]]\nname = "{QUEUE_ROUTE}"\npath = "{QUEUE_PATH}"\n{block}\ndelivery = "queue"\n')
+
+
 def live_scrape(hookgate: Path, fixture: Fixture, tmp: Path, rep: Report) -> str | None:
     """Runs the real gateway on loopback, sends genuine, forged, failing and plain-HTTP requests, reloads,
     and returns /metrics, so every metric the alerts and the dashboard name has had a reason to appear."""
@@ -75,6 +96,7 @@ def live_scrape(hookgate: Path, fixture: Fixture, tmp: Path, rep: Report) -> str
     text = set_key(text, "admin", "addr", f"127.0.0.1:{admin_port}")
     text = set_key(text, "upstream", "url", f"http://127.0.0.1:{up_port}")
     text = set_key(text, "limits", "shutdown_grace", "3s")
+    text = with_queue_route(text, tmp / "queue")
     live = tmp / "live.toml"
     live.write_text(text, encoding="utf-8")
     tls = cfg["listen"]["tls"] is not None
@@ -149,6 +171,32 @@ def live_scrape(hookgate: Path, fixture: Fixture, tmp: Path, rep: Report) -> str
                 b2 = json.dumps({"n": i, "x": word.decode()}).encode()
                 statuses.append((name, word.decode(), post(path, b2, genuine(b2, f"msg_{word.decode()}_{i}")), want))
         statuses.append(("unmatched", "no route", post("/no/such/route", b"{}", {}), 404))
+        # The queue route: 202 for each verified request, then delivered (200), retried (500, so one
+        # stays stored) or dead-lettered (400); a redelivery is a duplicate, a forgery is never stored.
+        qprovider = next(r["provider"] for r in cfg["routes"])
+        # In this order: delivery is in order per route, and the failing one then stays at the head.
+        for word in ("please-deliver", "please-reject", "please-fail"):
+            qb = json.dumps({"queued": word}).encode()
+            qh = sign(hookgate, qb, f"msg_queued_{word}", config=live, route=QUEUE_ROUTE)
+            statuses.append((QUEUE_ROUTE, word, post(QUEUE_PATH, qb, qh), 202))
+            if word == "please-deliver":
+                statuses.append((QUEUE_ROUTE, "redelivered", post(QUEUE_PATH, qb, qh), 200))
+        qb = json.dumps({"queued": "forged"}).encode()
+        forged = sign(hookgate, qb, "msg_queued_forged", provider=qprovider, secret=throwaway_secret(qprovider))
+        statuses.append((QUEUE_ROUTE, "forged", post(QUEUE_PATH, qb, forged), 401))
+        queue_expect = [("hookgate_requests_total", {"outcome": "queued", "route": QUEUE_ROUTE}),
+                        ("hookgate_queue_attempts_total", {"result": "delivered", "route": QUEUE_ROUTE}),
+                        ("hookgate_queue_attempts_total", {"result": "failed", "route": QUEUE_ROUTE}),
+                        ("hookgate_queue_attempts_total", {"result": "dead_lettered", "route": QUEUE_ROUTE}),
+                        ("hookgate_queue_dead_letters_total", {"route": QUEUE_ROUTE}),
+                        ("hookgate_queue_depth", {"route": QUEUE_ROUTE})]
+        # The delivery loop runs on its own: wait (10 s at most) until it has done each thing once.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status, now = get("/metrics")
+            if status == 200 and all(sample_sum(now, n, lab) > 0 for n, lab in queue_expect):
+                break
+            time.sleep(0.2)
         for e in sorted(set(errors))[:5]:
             rep.fail(e)
         for name, what, got, want in statuses:
@@ -195,12 +243,14 @@ def live_scrape(hookgate: Path, fixture: Fixture, tmp: Path, rep: Report) -> str
                       ("hookgate_upstream_responses_total", {"class": "5xx"}),
                       ("hookgate_secret_matches_total", {"secret": "0"}),
                       ("hookgate_request_duration_seconds_count", {}),
-                      ("hookgate_upstream_duration_seconds_count", {})]
+                      ("hookgate_upstream_duration_seconds_count", {})] + queue_expect
             if tls:
                 expect.append(("hookgate_tls_handshake_errors_total", {}))
             if proc.poll() is None:
                 expect += [("hookgate_config_reloads_total", {"result": "success"}),
                            ("hookgate_config_reloads_total", {"result": "failure"})]
+            if "# TYPE hookgate_queue_oldest_seconds gauge" not in scrape:
+                rep.fail("hookgate_queue_oldest_seconds is not in the live scrape (a queue route is configured)")
             for name, labels in expect:
                 if sample_sum(scrape, name, labels) <= 0:
                     sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
@@ -223,6 +273,6 @@ def live_scrape(hookgate: Path, fixture: Fixture, tmp: Path, rep: Report) -> str
         server.server_close()
         log.close()
     n = len(set(re.findall(r"^# TYPE (\S+)", scrape or "", re.M)))
-    rep.done(f"real gateway on loopback{' with TLS' if tls else ''}: {len(statuses)} webhooks"
+    rep.done(f"real gateway on loopback{' with TLS' if tls else ''}: {len(statuses)} webhooks (a queue route among them)"
              f"{', a plain-HTTP handshake' if tls else ''}, two reloads, SIGTERM; /metrics has {n} metric families")
     return scrape

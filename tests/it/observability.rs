@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -418,5 +420,183 @@ fn logs_never_contain_the_secret_the_signature_or_the_body_even_at_debug() {
         ] {
             assert!(!out.contains(needle), "{format} logs leak {needle:?}");
         }
+    }
+}
+
+/// A "slow app" that accepts connections, reads what comes and never answers; dropped, it is down
+/// (its port refuses). Returns the port and a switch that takes it down.
+async fn hanging_app() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (down, mut down_rx) = tokio::sync::oneshot::channel::<()>();
+    let held = Arc::new(AtomicUsize::new(0));
+    let counter = held.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut down_rx => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    open.push(stream);
+                }
+            }
+        }
+        // Listener and connections dropped together: the app is gone.
+    });
+    (addr, down, held)
+}
+
+/// Readiness is the gateway's own (listeners bound, replay store answering), never the application's:
+/// with a queue route, an application that hangs and then is down leaves `/readyz` at 200 and every
+/// verified request answered 202 at once, while the deliveries wait, time out and are retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_stays_200_and_queued_requests_get_202_while_the_app_hangs_or_is_down() {
+    let (app, take_down, held) = hanging_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[upstream]
+url = "http://{app}"
+timeout = "30s"
+[queue]
+path = "{}"
+concurrency = 4
+retry_initial = "100ms"
+retry_max = "500ms"
+[[routes]]
+name = "levers"
+path = "/webhooks/levers"
+provider = "svix"
+secrets = ["{SVIX_SECRET}"]
+delivery = "queue"
+[[routes]]
+name = "other"
+path = "/webhooks/other"
+provider = "svix"
+secrets = ["{SVIX_SECRET}"]
+delivery = "queue"
+"#,
+            dir.path().join("queue").display()
+        ),
+    )
+    .unwrap();
+    let gw = crate::support::child::Hookgate::start(&config).await;
+    gw.wait_ready().await;
+    let admin = gw.admin.unwrap();
+
+    // /readyz and /healthz polled all along, each answer timed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probes = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                for path in ["/readyz", "/healthz"] {
+                    let t = std::time::Instant::now();
+                    let r = get(&format!("http://{admin}{path}")).await;
+                    seen.push((path, r.status, t.elapsed()));
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            seen
+        })
+    };
+    let burst = |from: usize, n: usize| {
+        let base = gw.url("");
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in from..from + n {
+                let url = format!(
+                    "{base}/webhooks/{}",
+                    if i % 2 == 0 { "levers" } else { "other" }
+                );
+                tasks.spawn(async move {
+                    let body = format!(r#"{{"n":{i}}}"#);
+                    let h = svix_headers(
+                        SVIX_SECRET,
+                        &format!("msg_slow_app_{i}"),
+                        now_secs(),
+                        body.as_bytes(),
+                        "svix-",
+                    );
+                    let t = std::time::Instant::now();
+                    let r = post(&url, &h, body.as_bytes()).await;
+                    (i, r.status, t.elapsed())
+                });
+            }
+            let mut out = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                out.push(r.unwrap());
+            }
+            out
+        }
+    };
+    let check = |answers: &[(usize, StatusCode, Duration)]| {
+        for (i, status, took) in answers {
+            assert_eq!(*status, StatusCode::ACCEPTED, "request {i}");
+            // Acceptance is a group commit, not a wait on the app (which holds it for 30 s).
+            assert!(*took < Duration::from_secs(5), "request {i} took {took:?}");
+        }
+    };
+
+    // The app hangs: each route's head is in flight to it, held, and the rest wait behind.
+    check(&burst(0, 40).await);
+    eventually(|| held.load(Ordering::SeqCst) >= 2).await;
+    check(&burst(40, 20).await);
+    assert_eq!(
+        get(&format!("http://{admin}/readyz")).await.status,
+        StatusCode::OK
+    );
+
+    // The app is down: deliveries fail fast and are retried; acceptance and readiness do not notice.
+    take_down.send(()).unwrap();
+    check(&burst(60, 20).await);
+    let metrics = format!("http://{admin}/metrics");
+    let mut depth = 0.0;
+    for _ in 0..200 {
+        let scrape = parse(&get(&metrics).await.text());
+        depth = value(&scrape, "hookgate_queue_depth", &[("route", "levers")])
+            + value(&scrape, "hookgate_queue_depth", &[("route", "other")]);
+        let failed = value(
+            &scrape,
+            "hookgate_queue_attempts_total",
+            &[("route", "levers"), ("result", "failed")],
+        );
+        if depth == 80.0 && failed > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(depth, 80.0, "every 202 is stored, none delivered");
+    // A second of retries against the refusing port, probed all along.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        get(&format!("http://{admin}/readyz")).await.status,
+        StatusCode::OK
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    let seen = probes.await.unwrap();
+    assert!(seen.len() >= 10, "only {} probes", seen.len());
+    for (path, status, took) in &seen {
+        assert_eq!(
+            *status,
+            StatusCode::OK,
+            "{path} while the app hung or was down"
+        );
+        assert!(*took < Duration::from_secs(2), "{path} took {took:?}");
     }
 }

@@ -63,6 +63,9 @@ pub struct Arrival {
     pub path: String,
     /// The hookgate instance it came through (the provider's `x-via` header, passed on).
     pub via: String,
+    /// The provider's attempt it was sent in (its `x-attempt` header, passed on): in queue mode,
+    /// which stored request this is.
+    pub attempt: Option<u32>,
     /// Its signature verifies with the route's secret, checked here independently of hookgate.
     pub verified: bool,
     pub mode: Mode,
@@ -139,6 +142,11 @@ impl App {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Requests being handled right now, through any instance.
+    pub fn in_progress_total(&self) -> usize {
+        self.inner.in_progress.lock().unwrap().values().sum()
     }
 
     pub fn in_progress(&self, via: &str) -> usize {
@@ -234,9 +242,14 @@ async fn handle(
     let delivery = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("delivery")?.as_u64());
+    let attempt = parts
+        .headers
+        .get("x-attempt")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     inner.log.lock().unwrap().push(Arrival {
         at: Instant::now(),
         delivery,
+        attempt,
         verified: verifies(&path, &parts.headers, &body),
         path,
         via,

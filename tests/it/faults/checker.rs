@@ -381,6 +381,7 @@ mod tests {
             delivery: Some(delivery),
             path: "/webhooks/levers".into(),
             via: "a".into(),
+            attempt: Some(0),
             verified,
             mode: Mode::Normal,
         }

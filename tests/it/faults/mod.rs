@@ -13,6 +13,8 @@
 //! - `timeline`: the faults, one after another, each leaving a window; after
 //!   each recovery a probe delivery through each instance
 //! - `checker`: the invariants over the provider's and the app's logs, and the table
+//! - `queue`: the same provider and app against `delivery = "queue"` routes on the disk store, with
+//!   kill -9 at random moments and the app flapping (its own timeline and checker)
 //!
 //! Short run (in `cargo test`): `cargo test --test it faults::`. Full run (the README's figures):
 //! `cargo test --release --test it faults:: -- --ignored --nocapture`.
@@ -23,6 +25,7 @@ mod app;
 mod checker;
 mod procs;
 mod provider;
+mod queue;
 mod timeline;
 
 use std::sync::Arc;
