@@ -18,7 +18,8 @@
 //! - `command`  `hookgate queue list|show|redrive|drop` on the store directly
 //! - `remote`   the same commands through a running gateway's admin listener
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -49,6 +50,18 @@ pub struct Queue {
     store: Arc<Store>,
     /// Woken after each record stored here, so it is delivered at once.
     stored: Arc<Notify>,
+    /// What changed since the delivery loop last looked (see [`Fresh`]).
+    fresh: Mutex<Fresh>,
+}
+
+/// The routes that got a record since the delivery loop last read the
+/// store's heads, or `all` when anything else changed (a redrive). A record
+/// stored behind a route's waiting head changes nothing the loop can do, so
+/// under load it does not re-read every head after every commit.
+#[derive(Default)]
+pub(crate) struct Fresh {
+    pub(crate) routes: HashSet<String>,
+    pub(crate) all: bool,
 }
 
 impl Queue {
@@ -57,6 +70,7 @@ impl Queue {
         Ok(Queue {
             store: Arc::new(Store::open(settings)?),
             stored: Arc::new(Notify::new()),
+            fresh: Mutex::new(Fresh::default()),
         })
     }
 
@@ -68,13 +82,42 @@ impl Queue {
         &self.stored
     }
 
+    /// Wakes the delivery loop: `route` got a record, or (`None`) anything
+    /// may have changed.
+    pub(crate) fn wake(&self, route: Option<&str>) {
+        {
+            let mut fresh = self.lock_fresh();
+            match route {
+                Some(r) if !fresh.routes.contains(r) => {
+                    fresh.routes.insert(r.to_string());
+                }
+                Some(_) => {}
+                None => fresh.all = true,
+            }
+        }
+        self.stored.notify_one();
+    }
+
+    /// What changed since the last call.
+    pub(crate) fn take_fresh(&self) -> Fresh {
+        std::mem::take(&mut *self.lock_fresh())
+    }
+
+    fn lock_fresh(&self) -> std::sync::MutexGuard<'_, Fresh> {
+        // Only sets of names are held under it: still usable after a panic.
+        self.fresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Stores `record` durably: `Ok` once it is committed (disk: fsync'd;
     /// redis: acknowledged). Full: `queue_full`; any store error:
     /// `queue_unavailable`, never a 202.
     pub async fn push(&self, record: Record) -> Result<(), Reason> {
+        let route = record.route.clone();
         match self.store.push(record).await {
             Ok(Some(_)) => {
-                self.stored.notify_one();
+                self.wake(Some(&route));
                 Ok(())
             }
             Ok(None) => Err(Reason::QueueFull),

@@ -87,19 +87,34 @@ impl Deliverer {
         let poll = self.queue.store().poll();
         let mut busy: HashSet<String> = HashSet::new();
         let mut tasks: JoinSet<String> = JoinSet::new();
+        // Routes that had a head at the last read: a record stored behind
+        // one of them changes nothing until that head is settled.
+        let mut known: HashSet<String> = HashSet::new();
+        let mut rescan = true;
+        let mut until = tokio::time::Instant::now();
         while !*shutdown.borrow() {
-            let due = self.start_due(&permits, &mut busy, &mut tasks).await;
-            let wait = due.unwrap_or(poll).min(poll);
+            if rescan {
+                self.queue.take_fresh();
+                let due = self
+                    .start_due(&permits, &mut busy, &mut tasks, &mut known)
+                    .await;
+                until = tokio::time::Instant::now() + due.unwrap_or(poll).min(poll);
+            }
             tokio::select! {
                 changed = shutdown.changed() => {
                     // The gateway was dropped without a shutdown: stop too.
                     if changed.is_err() { break; }
+                    rescan = true;
                 }
-                () = self.queue.stored().notified() => {}
+                () = self.queue.stored().notified() => {
+                    let fresh = self.queue.take_fresh();
+                    rescan = fresh.all || !fresh.routes.is_subset(&known);
+                }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(route) = done { busy.remove(&route); }
+                    rescan = true;
                 }
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(until) => rescan = true,
             }
         }
         let n = tasks.len();
@@ -127,12 +142,13 @@ impl Deliverer {
     }
 
     /// Starts the head of each idle route that is due; returns how long until
-    /// the next one not yet due.
+    /// the next one not yet due. `known` becomes the routes that have a head.
     async fn start_due(
         self: &Arc<Self>,
         permits: &Arc<Semaphore>,
         busy: &mut HashSet<String>,
         tasks: &mut JoinSet<String>,
+        known: &mut HashSet<String>,
     ) -> Option<Duration> {
         while let Some(done) = tasks.try_join_next() {
             if let Ok(route) = done {
@@ -156,6 +172,8 @@ impl Deliverer {
             self.route_metrics(&s.route).undecodable.inc();
         }
         self.gauges(&due).await;
+        known.clear();
+        known.extend(due.iter().map(|h| h.record.route.clone()));
         let now = millis(SystemTime::now());
         let mut next: Option<Duration> = None;
         for head in due {

@@ -148,7 +148,7 @@ pub async fn serve(queue: Option<&Arc<Queue>>, peer: IpAddr, method: &Method, ur
     };
     // A redriven record is due now: wake the delivery loop.
     if reply.status == StatusCode::OK && wants == Method::POST {
-        queue.stored().notify_one();
+        queue.wake(None);
     }
     reply
 }
