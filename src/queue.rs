@@ -36,7 +36,7 @@ pub use command::{run as command_run, Args};
 pub use deliver::Deliverer;
 pub use record::Record;
 pub use remote::{announce as announce_admin, serve as serve_command, Reply as CommandReply};
-pub use store::{DiskStore, Heads, RedisQueue, SetAside, Store, StoreError, Stored, Table};
+pub use store::{Change, DiskStore, Heads, RedisQueue, SetAside, Store, StoreError, Stored, Table};
 
 use crate::config;
 use crate::detach::Detach;

@@ -99,6 +99,9 @@ impl Deliverer {
                     .start_due(&permits, &mut busy, &mut tasks, &mut known)
                     .await;
                 until = tokio::time::Instant::now() + due.unwrap_or(poll).min(poll);
+            } else {
+                // Records stored behind waiting heads: only the depths moved.
+                self.depth_gauges().await;
             }
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -194,13 +197,29 @@ impl Deliverer {
         next
     }
 
+    /// Every known route's depth and oldest age.
     async fn gauges(&self, heads: &[Stored]) {
         let now = SystemTime::now();
+        for route in self.depth_gauges().await {
+            let oldest = heads
+                .iter()
+                .find(|h| h.record.route == route)
+                .and_then(|h| now.duration_since(instant(h.record.accepted_at)).ok())
+                .map_or(0, |d| d.as_secs());
+            self.route_metrics(&route)
+                .oldest_seconds
+                .set(i64::try_from(oldest).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Every known route's depth (a route with nothing pending reads 0);
+    /// returns the routes known, none when the store could not count.
+    async fn depth_gauges(&self) -> Vec<String> {
         let depths = match self.queue.store().depths().await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "queue: cannot count the stored records");
-                return;
+                return Vec::new();
             }
         };
         // Resolved first, so that the loop below sees every route stored.
@@ -214,19 +233,13 @@ impl Deliverer {
             .keys()
             .cloned()
             .collect();
-        for route in known {
-            // A route with nothing pending is absent from `depths`: it reads 0.
-            let depth = depths.get(&route).copied().unwrap_or(0);
-            let m = self.route_metrics(&route);
-            m.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
-            let oldest = heads
-                .iter()
-                .find(|h| h.record.route == route)
-                .and_then(|h| now.duration_since(instant(h.record.accepted_at)).ok())
-                .map_or(0, |d| d.as_secs());
-            m.oldest_seconds
-                .set(i64::try_from(oldest).unwrap_or(i64::MAX));
+        for route in &known {
+            let depth = depths.get(route).copied().unwrap_or(0);
+            self.route_metrics(route)
+                .depth
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
         }
+        known
     }
 
     /// One attempt at one record, and what it means for the record.

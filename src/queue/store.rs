@@ -21,7 +21,7 @@ mod batch;
 mod disk;
 mod redis;
 
-pub use disk::DiskStore;
+pub use disk::{Change, DiskStore};
 pub use redis::RedisQueue;
 
 /// Which table a record is in.
@@ -203,13 +203,10 @@ impl Store {
     /// Keeps it pending with its new delivery state (attempts, next attempt, error).
     pub async fn retry_later(&self, s: &Stored) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Disk { db, .. } => {
-                let (id, record) = (s.id, s.record.clone());
-                blocking(db, move |db| {
-                    db.put(Table::Pending, id, &record).map(|_| ())
-                })
+            Backend::Disk { writer, .. } => writer
+                .change(put(Table::Pending, s.id, s.record.clone()))
                 .await
-            }
+                .map(|_| ()),
             Backend::Redis(r) => r.retry_later(s).await,
         }
     }
@@ -217,10 +214,10 @@ impl Store {
     /// Moves it to the dead letters with its final delivery state.
     pub async fn dead_letter(&self, s: &Stored) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Disk { db, .. } => {
-                let (id, record) = (s.id, s.record.clone());
-                blocking(db, move |db| db.put(Table::Dead, id, &record).map(|_| ())).await
-            }
+            Backend::Disk { writer, .. } => writer
+                .change(put(Table::Dead, s.id, s.record.clone()))
+                .await
+                .map(|_| ()),
             Backend::Redis(r) => r.dead_letter(s).await,
         }
     }
@@ -238,10 +235,7 @@ impl Store {
         record.next_attempt = now;
         record.last_error.clear();
         match &self.0 {
-            Backend::Disk { db, .. } => {
-                let id = s.id;
-                blocking(db, move |db| db.put(Table::Pending, id, &record)).await
-            }
+            Backend::Disk { writer, .. } => writer.change(put(Table::Pending, s.id, record)).await,
             Backend::Redis(r) => r.redrive(s, &record).await,
         }
     }
@@ -257,9 +251,13 @@ impl Store {
     /// Deletes it from its table; `false` if it was no longer there.
     pub async fn remove(&self, s: &Stored) -> Result<bool, StoreError> {
         match &self.0 {
-            Backend::Disk { db, .. } => {
-                let (table, route, id) = (s.table, s.record.route.clone(), s.id);
-                blocking(db, move |db| db.remove(table, &route, id)).await
+            Backend::Disk { writer, .. } => {
+                let change = Change::Remove {
+                    table: s.table,
+                    route: s.record.route.clone(),
+                    id: s.id,
+                };
+                writer.change(change).await
             }
             Backend::Redis(r) => r.remove(s).await,
         }
@@ -294,4 +292,9 @@ where
     tokio::task::spawn_blocking(move || f(&db))
         .await
         .map_err(|e| StoreError::Db(format!("a store call failed: {e}")))?
+}
+
+/// A disk change that writes `record` as record `id` of `to`.
+fn put(to: Table, id: u64, record: Record) -> Change {
+    Change::Put { to, id, record }
 }

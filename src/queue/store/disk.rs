@@ -99,33 +99,61 @@ impl DiskStore {
     /// did not fit. redb runs one write transaction at a time, so the check
     /// and the addition cannot interleave with another write.
     pub fn insert(&self, records: &[Record]) -> Result<Vec<Option<u64>>, StoreError> {
-        let mut ids = Vec::with_capacity(records.len());
+        self.write(records, &[]).map(|(ids, _)| ids)
+    }
+
+    /// One write transaction, one commit (one fsync): first `changes` (each
+    /// `true` if it applied), then `records` inserted as [`insert`](Self::insert)
+    /// does, so bytes that `changes` freed are room for `records`. The group
+    /// commit of the writer thread (`batch`) calls this with all that waits.
+    pub fn write(
+        &self,
+        records: &[Record],
+        changes: &[Change],
+    ) -> Result<(Vec<Option<u64>>, Vec<bool>), StoreError> {
         let txn = self.db.begin_write()?;
-        let used = {
-            let mut meta = txn.open_table(META)?;
-            let mut depth = txn.open_table(DEPTH)?;
-            let mut table = txn.open_table(PENDING)?;
-            let mut used = get(&meta, USED)?;
-            let mut next = get(&meta, NEXT_ID)?.max(1);
-            for record in records {
-                let bytes = record.encode();
-                let size = bytes.len() as u64;
-                if used.saturating_add(size) > self.max_bytes {
-                    ids.push(None);
-                    continue;
-                }
-                table.insert((record.route.as_str(), next), bytes.as_slice())?;
-                add(&mut depth, &record.route, 1)?;
-                used += size;
-                ids.push(Some(next));
-                next += 1;
-            }
-            meta.insert(USED, used)?;
-            meta.insert(NEXT_ID, next)?;
-            used
-        };
+        let applied = changes
+            .iter()
+            .map(|c| match c {
+                Change::Remove { table, route, id } => remove_in(&txn, *table, route, *id),
+                Change::Put { to, id, record } => put_in(&txn, *to, *id, record),
+            })
+            .collect::<Result<Vec<bool>, StoreError>>()?;
+        let ids = self.insert_in(&txn, records)?;
         txn.commit()?;
-        self.used.store(used, Ordering::Release);
+        self.reload_used()?;
+        Ok((ids, applied))
+    }
+
+    fn insert_in(
+        &self,
+        txn: &WriteTransaction,
+        records: &[Record],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut ids = Vec::with_capacity(records.len());
+        if records.is_empty() {
+            return Ok(ids);
+        }
+        let mut meta = txn.open_table(META)?;
+        let mut depth = txn.open_table(DEPTH)?;
+        let mut table = txn.open_table(PENDING)?;
+        let mut used = get(&meta, USED)?;
+        let mut next = get(&meta, NEXT_ID)?.max(1);
+        for record in records {
+            let bytes = record.encode();
+            let size = bytes.len() as u64;
+            if used.saturating_add(size) > self.max_bytes {
+                ids.push(None);
+                continue;
+            }
+            table.insert((record.route.as_str(), next), bytes.as_slice())?;
+            add(&mut depth, &record.route, 1)?;
+            used += size;
+            ids.push(Some(next));
+            next += 1;
+        }
+        meta.insert(USED, used)?;
+        meta.insert(NEXT_ID, next)?;
         Ok(ids)
     }
 
@@ -242,61 +270,22 @@ impl DiskStore {
 
     /// Removes a record (delivered, or dropped).
     pub fn remove(&self, table: Table, route: &str, id: u64) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write()?;
-        let removed = txn
-            .open_table(table.def())?
-            .remove((route, id))?
-            .map(|v| v.value().len() as u64);
-        if let Some(size) = removed {
-            add(&mut txn.open_table(META)?, USED, -signed(size))?;
-            if table == Table::Pending {
-                add(&mut txn.open_table(DEPTH)?, route, -1)?;
-            }
-        }
-        txn.commit()?;
-        self.reload_used()?;
-        Ok(removed.is_some())
+        let change = Change::Remove {
+            table,
+            route: route.to_string(),
+            id,
+        };
+        Ok(self.write(&[], &[change])?.1.first() == Some(&true))
     }
 
     /// Writes `record` as record `id` of `to`, removing it from the other table.
     pub fn put(&self, to: Table, id: u64, record: &Record) -> Result<bool, StoreError> {
-        let from = match to {
-            Table::Pending => Table::Dead,
-            Table::Dead => Table::Pending,
+        let change = Change::Put {
+            to,
+            id,
+            record: record.clone(),
         };
-        let bytes = record.encode();
-        let key = (record.route.as_str(), id);
-        let txn = self.db.begin_write()?;
-        let old = txn
-            .open_table(from.def())?
-            .remove(key)?
-            .map(|v| v.value().len() as u64);
-        // Dropped meanwhile (`hookgate queue drop` while it was being
-        // delivered): it stays dropped. The transaction is abandoned.
-        if old.is_none() && txn.open_table(to.def())?.get(key)?.is_none() {
-            return Ok(false);
-        }
-        let same = txn
-            .open_table(to.def())?
-            .insert(key, bytes.as_slice())?
-            .map(|v| v.value().len() as u64);
-        let freed = old.or(same).unwrap_or(0);
-        add(
-            &mut txn.open_table(META)?,
-            USED,
-            signed(bytes.len() as u64) - signed(freed),
-        )?;
-        let moved = match (to, old.is_some(), same.is_some()) {
-            (Table::Pending, true, _) => 1,
-            (Table::Dead, true, _) => -1,
-            (Table::Pending | Table::Dead, false, _) => 0,
-        };
-        if moved != 0 {
-            add(&mut txn.open_table(DEPTH)?, &record.route, moved)?;
-        }
-        txn.commit()?;
-        self.reload_used()?;
-        Ok(true)
+        Ok(self.write(&[], &[change])?.1.first() == Some(&true))
     }
 
     /// Records in `table`.
@@ -313,6 +302,78 @@ impl DiskStore {
         self.used.store(used, Ordering::Release);
         Ok(())
     }
+}
+
+/// A change to a stored record, applied in a write transaction (see [`DiskStore::write`]).
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Deletes it (delivered, or dropped).
+    Remove {
+        table: Table,
+        route: String,
+        id: u64,
+    },
+    /// Writes it as record `id` of `to`, removing it from the other table; not
+    /// applied to a record no longer in either (dropped meanwhile).
+    Put { to: Table, id: u64, record: Record },
+}
+
+fn remove_in(
+    txn: &WriteTransaction,
+    table: Table,
+    route: &str,
+    id: u64,
+) -> Result<bool, StoreError> {
+    let removed = txn
+        .open_table(table.def())?
+        .remove((route, id))?
+        .map(|v| v.value().len() as u64);
+    if let Some(size) = removed {
+        add(&mut txn.open_table(META)?, USED, -signed(size))?;
+        if table == Table::Pending {
+            add(&mut txn.open_table(DEPTH)?, route, -1)?;
+        }
+    }
+    Ok(removed.is_some())
+}
+
+fn put_in(txn: &WriteTransaction, to: Table, id: u64, record: &Record) -> Result<bool, StoreError> {
+    let from = match to {
+        Table::Pending => Table::Dead,
+        Table::Dead => Table::Pending,
+    };
+    let key = (record.route.as_str(), id);
+    // Dropped meanwhile (`hookgate queue drop` while it was being
+    // delivered): it stays dropped. Checked before anything is changed.
+    if txn.open_table(from.def())?.get(key)?.is_none()
+        && txn.open_table(to.def())?.get(key)?.is_none()
+    {
+        return Ok(false);
+    }
+    let bytes = record.encode();
+    let old = txn
+        .open_table(from.def())?
+        .remove(key)?
+        .map(|v| v.value().len() as u64);
+    let same = txn
+        .open_table(to.def())?
+        .insert(key, bytes.as_slice())?
+        .map(|v| v.value().len() as u64);
+    let freed = old.or(same).unwrap_or(0);
+    add(
+        &mut txn.open_table(META)?,
+        USED,
+        signed(bytes.len() as u64) - signed(freed),
+    )?;
+    let moved = match (to, old.is_some()) {
+        (Table::Pending, true) => 1,
+        (Table::Dead, true) => -1,
+        (Table::Pending | Table::Dead, false) => 0,
+    };
+    if moved != 0 {
+        add(&mut txn.open_table(DEPTH)?, &record.route, moved)?;
+    }
+    Ok(true)
 }
 
 /// A store written before the counter tables: count it once, in `txn`.
@@ -541,6 +602,46 @@ mod tests {
             .unwrap();
         assert_eq!(kept.value(), garbage.as_slice());
         drop((kept, read));
+        assert_counters_match_a_scan(&store);
+    }
+
+    #[test]
+    fn one_write_applies_changes_first_so_their_freed_bytes_make_room_for_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = record("a", b"0123456789").encode().len() as u64;
+        let store = DiskStore::open(dir.path(), size * 2).unwrap();
+        let ids = store
+            .insert(&[record("a", b"0123456789"), record("a", b"abcdefghij")])
+            .unwrap();
+        assert_eq!(store.insert(&[record("b", b"full......")]).unwrap(), [None]);
+        let (first, second) = (ids[0].unwrap(), ids[1].unwrap());
+        let changes = [
+            // Delivered.
+            Change::Remove {
+                table: Table::Pending,
+                route: "a".into(),
+                id: first,
+            },
+            // Dead-lettered.
+            Change::Put {
+                to: Table::Dead,
+                id: second,
+                record: record("a", b"abcdefghij"),
+            },
+            // Already gone: not brought back.
+            Change::Put {
+                to: Table::Pending,
+                id: first,
+                record: record("a", b"0123456789"),
+            },
+        ];
+        let (stored, applied) = store
+            .write(&[record("b", b"fits now..")], &changes)
+            .unwrap();
+        assert_eq!(applied, [true, true, false]);
+        assert!(stored[0].is_some());
+        assert_eq!(store.len(Table::Pending).unwrap(), 1);
+        assert_eq!(store.len(Table::Dead).unwrap(), 1);
         assert_counters_match_a_scan(&store);
     }
 }
