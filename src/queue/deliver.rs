@@ -27,6 +27,10 @@ use crate::forward::{ForwardError, Forwarder, Origin};
 use crate::metrics::{Attempt, Metrics, QueueMetrics};
 use crate::verify::Pass;
 
+/// Recording a delivery's outcome, when the store refuses it: first wait, and the longest.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// How one attempt ended.
 enum Verdict {
     Delivered,
@@ -325,14 +329,26 @@ impl Deliverer {
             route = %record.route, id, attempts = record.attempts, result = result.as_str(),
             error = %record.last_error, "queue delivery"
         );
+        // The outcome is recorded before the route moves on. A store that
+        // cannot record it (a full disk, Redis away) is asked again, with
+        // backoff, while the route waits: the request is not delivered again
+        // meanwhile. Only a shutdown first leaves it to the next start's
+        // delivery (the at-least-once window).
         let store = self.queue.store();
-        let saved = match result {
-            Attempt::Delivered => store.delivered(&head).await,
-            Attempt::Failed => store.retry_later(&head).await,
-            Attempt::DeadLettered => store.dead_letter(&head).await,
-        };
-        if let Err(e) = saved {
-            tracing::error!(id, error = %e, "queue: cannot record a delivery's result; it will be attempted again");
+        let mut wait = RECORD_RETRY_FIRST;
+        loop {
+            let saved = match result {
+                Attempt::Delivered => store.delivered(&head).await,
+                Attempt::Failed => store.retry_later(&head).await,
+                Attempt::DeadLettered => store.dead_letter(&head).await,
+            };
+            let Err(e) = saved else { return };
+            tracing::error!(
+                route = %head.record.route, id, error = %e, retry_in = ?wait,
+                "queue: cannot record a delivery's result; its route waits until it can"
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RECORD_RETRY_MAX);
         }
     }
 }

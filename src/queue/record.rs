@@ -35,7 +35,7 @@ pub struct Record {
 }
 
 /// A stored value that is not a record this version can read.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("stored record is unreadable ({0})")]
 pub struct Corrupt(&'static str);
 

@@ -31,7 +31,7 @@ pub enum Table {
     Dead,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the queue store {0} is in use by another process (a running gateway?)")]
     Locked(PathBuf),
@@ -240,10 +240,11 @@ impl Store {
         }
     }
 
-    /// For `/readyz`: a disk store is open, so ready; Redis answers a PING.
+    /// For `/readyz`: the disk takes writes (after a failed one, checked
+    /// with an empty commit); Redis answers a PING.
     pub async fn ready(&self) -> bool {
         match &self.0 {
-            Backend::Disk { .. } => true,
+            Backend::Disk { db, .. } => blocking(db, |db| Ok(db.writable())).await.unwrap_or(false),
             Backend::Redis(r) => r.ready().await,
         }
     }

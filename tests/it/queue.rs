@@ -573,3 +573,128 @@ async fn sighup_keeps_the_queue_delivering_and_names_queue_changes_as_needing_a_
     assert_eq!(bodies, ["hup_0", "hup_1", "hup_2", "hup_3", "hup_4"]);
     assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
 }
+
+/// A small tmpfs mounted on a fresh directory for the test's life: a disk
+/// that really fills (ENOSPC), not a `max_bytes` hookgate checks itself.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount(8) runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs (root, as in CI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl SmallDisk {
+    /// The volume grown, as an operator would.
+    fn grow(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_queue_unavailable_is_logged_and_loses_nothing_accepted() {
+    let disk = SmallDisk::mount("1m");
+    let dir = tempfile::tempdir().unwrap();
+    let addr = down_app().await;
+    let path = dir.path().join("hookgate.toml");
+    // max_bytes far above the disk: the disk fills first.
+    std::fs::write(
+        &path,
+        queue_toml(
+            &format!("http://{addr}"),
+            &disk.dir.path().join("queue"),
+            "max_bytes = \"1GiB\"",
+        ),
+    )
+    .unwrap();
+    let mut gw = Hookgate::start(&path).await;
+    let body = vec![b'x'; 48 << 10];
+    let (mut accepted, mut refused) = (Vec::new(), None);
+    for i in 0..64 {
+        let id = format!("enospc_{i}");
+        let r = post_signed(&gw.url("/webhooks/a"), &id, &body).await;
+        match r.status {
+            StatusCode::ACCEPTED => accepted.push(id),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.text(), r#"{"error":"queue_unavailable"}"#);
+                assert!(r.headers.contains_key("retry-after"));
+                refused = Some(id);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    let refused = refused.expect("a 1 MiB disk never filled");
+    assert!(!accepted.is_empty());
+    gw.wait_logged("queue: storing failed; answering 503").await;
+    assert_eq!(
+        metric(
+            gw.admin.unwrap(),
+            "hookgate_requests_total{outcome=\"queued\",route=\"a\"}"
+        )
+        .await as usize,
+        accepted.len()
+    );
+    let admin = gw.admin.unwrap();
+    // The volume grown: ready (its store reopened, redb refusing every
+    // transaction after an I/O error until then) without a restart, and
+    // everything answered 202 reaches the app, once, in order.
+    disk.grow("8m");
+    let mut ready = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        ready = send(&format!("http://{admin}/readyz"), Method::GET, &[], b"")
+            .await
+            .status;
+        if ready == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ready,
+        StatusCode::OK,
+        "still not ready after the volume grew: {}",
+        gw.log_text()
+    );
+    let app = Upstream::serve(TcpListener::bind(addr).await.unwrap());
+    eventually(|| app.count() >= accepted.len()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got: Vec<String> = app
+        .received()
+        .iter()
+        .map(|r| r.headers["svix-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, accepted);
+    // The refused one, resent by its provider now that there is room, is accepted.
+    let r = post_signed(&gw.url("/webhooks/a"), &refused, &body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(gw.terminate(Duration::from_secs(10)).await, Ok(Some(0)));
+}

@@ -102,12 +102,11 @@ fn write_loop(store: &DiskStore, mut rx: mpsc::Receiver<Pending>) {
                 }
             }
             Err(e) => {
-                let e = e.to_string();
                 for reply in inserted {
-                    let _ = reply.send(Err(StoreError::Db(e.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
                 for reply in changed {
-                    let _ = reply.send(Err(StoreError::Db(e.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

@@ -15,12 +15,14 @@
 //! blocking thread.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{
-    Database, ReadableTable, ReadableTableMetadata, Table as RedbTable, TableDefinition,
-    WriteTransaction,
+    Database, ReadTransaction, ReadableTable, ReadableTableMetadata, Table as RedbTable,
+    TableDefinition, WriteTransaction,
 };
 
 use super::{Heads, SetAside, StoreError, Stored, Table};
@@ -32,6 +34,10 @@ const PENDING: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("pendi
 const DEAD: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dead");
 /// `used` (bytes of every stored value, both tables) and `next_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Empty between the writes that probe a store whose last write failed.
+const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("probe");
+/// The probe's value: a large webhook.
+const PROBE_BYTES: usize = 64 << 10;
 /// Pending records per route.
 const DEPTH: TableDefinition<&str, u64> = TableDefinition::new("depth");
 
@@ -60,11 +66,21 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
 }
 
 pub struct DiskStore {
-    db: Database,
+    /// `None` only after a reopen failed: every call then fails until one works.
+    db: RwLock<Option<Database>>,
+    file: PathBuf,
     max_bytes: u64,
     /// The `used` counter as last committed, for `used_bytes` without a transaction.
     used: AtomicU64,
+    /// The last write failed (a full disk, an I/O error): see [`writable`](Self::writable).
+    failing: AtomicBool,
+    /// When the database was last reopened after a failed write.
+    reopened: Mutex<Option<Instant>>,
 }
+
+/// After a failed write, the database is reopened (redb refuses every
+/// transaction after an I/O error until then) at most this often.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 impl DiskStore {
     /// Opens (creating) `dir/queue.redb`.
@@ -72,11 +88,7 @@ impl DiskStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", dir.display())))?;
         let file = dir.join("queue.redb");
-        let db = match Database::create(&file) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(file)),
-            Err(e) => return Err(StoreError::Db(format!("{}: {e}", file.display()))),
-        };
+        let db = open_file(&file)?;
         let txn = db.begin_write()?;
         txn.open_table(PENDING)?;
         txn.open_table(DEAD)?;
@@ -88,10 +100,54 @@ impl DiskStore {
         let used = txn.open_table(META)?.get(USED)?.map_or(0, |v| v.value());
         txn.commit()?;
         Ok(DiskStore {
-            db,
+            db: RwLock::new(Some(db)),
+            file,
             max_bytes,
             used: AtomicU64::new(used),
+            failing: AtomicBool::new(false),
+            reopened: Mutex::new(None),
         })
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        match &*self.db.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(db) => Ok(db.begin_read()?),
+            None => Err(closed(&self.file)),
+        }
+    }
+
+    fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        match &*self.db.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(db) => Ok(db.begin_write()?),
+            None => Err(closed(&self.file)),
+        }
+    }
+
+    /// After a failed write (a full disk, an I/O error), redb refuses every
+    /// transaction until the database is reopened: reopen it (redb repairs the
+    /// file as it opens), at most every `REOPEN_EVERY`. Until it works, the
+    /// failed write's error stands and the caller answers 503.
+    fn recover(&self) -> Result<(), StoreError> {
+        if !self.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        {
+            let mut last = self.reopened.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return Err(StoreError::Db(
+                    "the last write failed; the store is reopened shortly".into(),
+                ));
+            }
+            *last = Some(Instant::now());
+        }
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        // The old handle must be gone before the file can be opened again.
+        drop(db.take());
+        let fresh = open_file(&self.file)?;
+        *db = Some(fresh);
+        drop(db);
+        tracing::warn!(file = %self.file.display(), "queue store reopened after a failed write");
+        self.reload_used()
     }
 
     /// Stores each record that fits under `max_bytes`, all in one committed
@@ -111,7 +167,19 @@ impl DiskStore {
         records: &[Record],
         changes: &[Change],
     ) -> Result<(Vec<Option<u64>>, Vec<bool>), StoreError> {
-        let txn = self.db.begin_write()?;
+        let written = self
+            .recover()
+            .and_then(|()| self.write_once(records, changes));
+        self.failing.store(written.is_err(), Ordering::Release);
+        written
+    }
+
+    fn write_once(
+        &self,
+        records: &[Record],
+        changes: &[Change],
+    ) -> Result<(Vec<Option<u64>>, Vec<bool>), StoreError> {
+        let txn = self.begin_write()?;
         let applied = changes
             .iter()
             .map(|c| match c {
@@ -179,7 +247,7 @@ impl DiskStore {
 
     /// The decoded heads, and the `(route, id)` of those that did not decode.
     fn read_heads(&self) -> Result<(Vec<Stored>, Vec<Key>), StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let table = read.open_table(PENDING)?;
         let (mut heads, mut broken) = (Vec::new(), Vec::new());
         let mut next = table.first()?;
@@ -202,7 +270,7 @@ impl DiskStore {
 
     /// Moves a pending value to the dead letters byte for byte.
     fn move_aside(&self, route: &str, id: u64) -> Result<Option<SetAside>, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let raw = txn
             .open_table(PENDING)?
             .remove((route, id))?
@@ -227,7 +295,7 @@ impl DiskStore {
 
     /// Pending records per route.
     pub fn depths(&self) -> Result<HashMap<String, u64>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let mut out = HashMap::new();
         for entry in read.open_table(DEPTH)?.iter()? {
             let (route, n) = entry?;
@@ -238,7 +306,7 @@ impl DiskStore {
 
     /// Every record of `table`, optionally of one route, in key order.
     pub fn list(&self, table: Table, route: Option<&str>) -> Result<Vec<Stored>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         let t = read.open_table(table.def())?;
         let mut out = Vec::new();
         let entries = match route {
@@ -255,7 +323,7 @@ impl DiskStore {
 
     /// The record with this id, in either table.
     pub fn find(&self, id: u64) -> Result<Option<Stored>, StoreError> {
-        let read = self.db.begin_read()?;
+        let read = self.begin_read()?;
         for table in [Table::Pending, Table::Dead] {
             for entry in read.open_table(table.def())?.iter()? {
                 let (k, v) = entry?;
@@ -288,9 +356,33 @@ impl DiskStore {
         Ok(self.write(&[], &[change])?.1.first() == Some(&true))
     }
 
+    /// For `/readyz`: the store takes writes. After a failed write (a full
+    /// disk), a probe commits and takes back a request-sized value (one
+    /// fsync), so the store reads ready again once the volume has room, even
+    /// if no request or delivery comes to write meanwhile.
+    pub fn writable(&self) -> bool {
+        if !self.failing.load(Ordering::Acquire) {
+            return true;
+        }
+        let probed = self.recover().and_then(|()| self.probe());
+        self.failing.store(probed.is_err(), Ordering::Release);
+        probed.is_ok()
+    }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        {
+            let mut t = txn.open_table(PROBE)?;
+            t.insert(0, [0u8; PROBE_BYTES].as_slice())?;
+            t.remove(0)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Records in `table`.
     pub fn len(&self, table: Table) -> Result<u64, StoreError> {
-        Ok(self.db.begin_read()?.open_table(table.def())?.len()?)
+        Ok(self.begin_read()?.open_table(table.def())?.len()?)
     }
 
     pub fn used_bytes(&self) -> u64 {
@@ -298,10 +390,28 @@ impl DiskStore {
     }
 
     fn reload_used(&self) -> Result<(), StoreError> {
-        let used = get(&self.db.begin_read()?.open_table(META)?, USED)?;
+        let used = get(&self.begin_read()?.open_table(META)?, USED)?;
         self.used.store(used, Ordering::Release);
         Ok(())
     }
+}
+
+/// Opens (creating) the store's file; redb repairs it if it was not closed cleanly.
+fn open_file(file: &Path) -> Result<Database, StoreError> {
+    match Database::create(file) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            Err(StoreError::Locked(file.to_path_buf()))
+        }
+        Err(e) => Err(StoreError::Db(format!("{}: {e}", file.display()))),
+    }
+}
+
+fn closed(file: &Path) -> StoreError {
+    StoreError::Db(format!(
+        "{} could not be reopened after a failed write; retrying",
+        file.display()
+    ))
 }
 
 /// A change to a stored record, applied in a write transaction (see [`DiskStore::write`]).
@@ -446,7 +556,7 @@ mod tests {
     fn scan(store: &DiskStore) -> (u64, HashMap<String, u64>, u64) {
         let (mut used, mut depth, mut last) = (0, HashMap::new(), 0);
         for table in [Table::Pending, Table::Dead] {
-            let read = store.db.begin_read().unwrap();
+            let read = store.begin_read().unwrap();
             for entry in read.open_table(table.def()).unwrap().iter().unwrap() {
                 let (k, v) = entry.unwrap();
                 let (route, id) = k.value();
@@ -464,7 +574,7 @@ mod tests {
         let (used, depth, last) = scan(store);
         assert_eq!(store.used_bytes(), used);
         assert_eq!(store.depths().unwrap(), depth);
-        let read = store.db.begin_read().unwrap();
+        let read = store.begin_read().unwrap();
         let next = get(&read.open_table(META).unwrap(), NEXT_ID).unwrap();
         assert!(next > last, "next_id {next} not past {last}");
     }
@@ -547,7 +657,7 @@ mod tests {
             "no zero depths kept"
         );
         // A store written before the counter tables: counted on its first open.
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.begin_write().unwrap();
         txn.delete_table(META).unwrap();
         txn.delete_table(DEPTH).unwrap();
         txn.commit().unwrap();
@@ -566,7 +676,7 @@ mod tests {
         // A value this version cannot read, at the head of route `a`.
         let garbage = b"\x09not a record".to_vec();
         {
-            let txn = store.db.begin_write().unwrap();
+            let txn = store.begin_write().unwrap();
             txn.open_table(PENDING)
                 .unwrap()
                 .insert(("a", 0), garbage.as_slice())
@@ -593,7 +703,7 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].undecodable, Some(garbage.len() as u64));
         assert!(dead[0].record.last_error.starts_with("undecodable"));
-        let read = store.db.begin_read().unwrap();
+        let read = store.begin_read().unwrap();
         let kept = read
             .open_table(DEAD)
             .unwrap()
