@@ -8,9 +8,10 @@
 //! -9 and power loss), maintained, and a single file that is simple to put on
 //! a volume and back up; its file lock also tells the `hookgate queue`
 //! commands that a gateway is running on the same store. Accepts are
-//! group-committed (`store::batch`). `redis` keeps the queue in Redis
-//! Streams, so several replicas share it, and what a crashed replica was
-//! delivering is taken over by another.
+//! group-committed (`store::batch`). redb against fjall, measured on this
+//! workload: BENCHMARKS.md, "Choosing the queue's embedded store: redb against
+//! fjall". `redis` keeps the queue in Redis Streams, so several replicas share
+//! it, and what a crashed replica was delivering is taken over by another.
 //!
 //! - `record`   one stored request and its delivery state; its bytes
 //! - `store`    the store API over `disk` (redb) and `redis` (streams)
