@@ -188,8 +188,10 @@ impl DiskStore {
             })
             .collect::<Result<Vec<bool>, StoreError>>()?;
         let ids = self.insert_in(&txn, records)?;
+        // The counter as this transaction leaves it: no read after the commit.
+        let used = get(&txn.open_table(META)?, USED)?;
         txn.commit()?;
-        self.reload_used()?;
+        self.used.store(used, Ordering::Release);
         Ok((ids, applied))
     }
 
@@ -280,8 +282,8 @@ impl DiskStore {
         };
         txn.open_table(DEAD)?.insert((route, id), raw.as_slice())?;
         add(&mut txn.open_table(DEPTH)?, route, -1)?;
+        // Moved, not freed: `used` is unchanged.
         txn.commit()?;
-        self.reload_used()?;
         let why = Stored::decode(id, Table::Dead, route, &raw)
             .record
             .last_error;
@@ -453,18 +455,16 @@ fn put_in(txn: &WriteTransaction, to: Table, id: u64, record: &Record) -> Result
         Table::Dead => Table::Pending,
     };
     let key = (record.route.as_str(), id);
-    // Dropped meanwhile (`hookgate queue drop` while it was being
-    // delivered): it stays dropped. Checked before anything is changed.
-    if txn.open_table(from.def())?.get(key)?.is_none()
-        && txn.open_table(to.def())?.get(key)?.is_none()
-    {
-        return Ok(false);
-    }
-    let bytes = record.encode();
     let old = txn
         .open_table(from.def())?
         .remove(key)?
         .map(|v| v.value().len() as u64);
+    // Dropped meanwhile (`hookgate queue drop` while it was being
+    // delivered): it stays dropped; nothing was changed.
+    if old.is_none() && txn.open_table(to.def())?.get(key)?.is_none() {
+        return Ok(false);
+    }
+    let bytes = record.encode();
     let same = txn
         .open_table(to.def())?
         .insert(key, bytes.as_slice())?
@@ -689,6 +689,8 @@ mod tests {
             .unwrap();
             add(&mut txn.open_table(DEPTH).unwrap(), "a", 1).unwrap();
             txn.commit().unwrap();
+            // Written past the store's API: refresh its cached counter.
+            store.reload_used().unwrap();
         }
         let heads = store.heads().unwrap();
         assert_eq!(heads.set_aside.len(), 1);
