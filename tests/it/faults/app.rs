@@ -57,6 +57,7 @@ impl Mode {
 /// One request as it reached the application.
 #[derive(Debug, Clone)]
 pub struct Arrival {
+    /// When its headers reached the app.
     pub at: Instant,
     /// The provider's delivery number, from the body (`None`: not JSON of ours).
     pub delivery: Option<u64>,
@@ -228,6 +229,10 @@ async fn handle(
     inner: Arc<Inner>,
     req: Request<Incoming>,
 ) -> Result<Response<Scripted>, io::Error> {
+    // Reached the app with its headers: a request hookgate sent just before a
+    // kill -9 is still read whole from the socket after it, and must count
+    // from here, before the kill (the crash window), not from its body's end.
+    let at = Instant::now();
     let mode = *inner.mode.lock().unwrap();
     let (parts, body) = req.into_parts();
     let via = parts
@@ -247,7 +252,7 @@ async fn handle(
         .get("x-attempt")
         .and_then(|v| v.to_str().ok()?.parse().ok());
     inner.log.lock().unwrap().push(Arrival {
-        at: Instant::now(),
+        at,
         delivery,
         attempt,
         verified: verifies(&path, &parts.headers, &body),
