@@ -15,9 +15,12 @@
 #          then hold 80% of it for SECS seconds (paced by soak.lua), sampling hookgate's RSS
 #          every second; fails on any error or if RSS over the last half strays more than 10%
 #          from its mean.
-#          --floor: also run examples/floor.rs (hyper + tokio in hookgate's process shape,
-#          forwarding with no verification, store, limits, metrics or log) as a target:
-#          what hyper itself costs here, the floor under hookgate.
+#          --floor: also run examples/floor.rs (hyper + tokio in hookgate's process shape) as two
+#          targets: "floor", forwarding with no verification, store, limits, metrics or log (what
+#          hyper itself costs here, the floor under hookgate), and "floor+verify", the same plus
+#          only the work a verifying, deduplicating, logging gateway cannot skip (the Svix check,
+#          a claim and a settle in one shared LRU of ids, a JSON log line batched to stderr): the
+#          measured lower bound of the work hookgate's design requires per request.
 #          --before BIN: also run another hookgate binary (e.g. the previous commit's) as a
 #          fourth target, "before", in the same alternation: before/after in one run.
 #          --queue: instead of the table, durable delivery (BENCHMARKS.md "Durable delivery:
@@ -61,7 +64,7 @@ while [ $# -gt 0 ]; do
     --queue) QUEUE=1 ;;
     --queue-routes) QROUTES=$2; shift ;;
     --queue-concurrency) QCONC=$2; shift ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -137,7 +140,7 @@ wait_port() { # wait_port PORT NAME PID: up to 30 s for a listener, failing earl
 }
 
 read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT \
-  QG_PORT QG_ADMIN_PORT APP_PORT <<<"$(free_ports 12)"
+  QG_PORT QG_ADMIN_PORT APP_PORT FV_PORT <<<"$(free_ports 13)"
 
 # ---- the upstream: nginx answering 200 to everything, body discarded ----
 # keepalive_requests is raised everywhere so neither proxy pays reconnects the other does not.
@@ -329,6 +332,13 @@ if [ "$FLOOR" = 1 ]; then
   FL_PID=$!
   PIDS+=("$FL_PID")
   wait_port "$FL_PORT" floor "$FL_PID"
+  # floor+verify: the same binary verifying with the BENCH_SVIX_SECRET exported above; its
+  # stderr is its access log.
+  target/release/examples/floor "127.0.0.1:$FV_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    verify 2>"$OUT/floor+verify.log" &
+  FV_PID=$!
+  PIDS+=("$FV_PID")
+  wait_port "$FV_PORT" floor+verify "$FV_PID"
 fi
 
 # Each target: its URL, the process whose CPU is counted, and (hookgate only) its admin port.
@@ -343,7 +353,8 @@ if [ -n "$BEFORE" ]; then
 fi
 if [ "$FLOOR" = 1 ]; then
   URL[floor]="http://127.0.0.1:$FL_PORT/webhooks/svix"; PID[floor]=$FL_PID
-  TARGETS="$TARGETS floor"
+  URL[floor+verify]="http://127.0.0.1:$FV_PORT/webhooks/svix"; PID[floor+verify]=$FV_PID
+  TARGETS="$TARGETS floor floor+verify"
 fi
 
 # hookgate's outcome counters, so each point checks what it did, not only what wrk saw.
@@ -361,8 +372,8 @@ EOF
 }
 
 # A genuine request is forwarded, a forged one refused and a repeat answered as a duplicate:
-# every verifying target really verifies here.
-for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"}; do
+# every verifying target (floor+verify too; not nginx or the bare floor) really verifies here.
+for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"}; do
 python3 - "$port" "$SECRET" <<'EOF'
 import base64, hashlib, hmac, sys, time, urllib.error, urllib.request
 port, secret = sys.argv[1], sys.argv[2]
@@ -439,7 +450,8 @@ errors = (r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write
           + r["timeouts"])
 notes = []
 if r["ids_wrapped"] and target not in ("nginx", "floor"):
-    # hookgate and HAProxy remember ids; nginx answers a repeated one like any other.
+    # hookgate, HAProxy and floor+verify remember ids; nginx and the bare floor answer a
+    # repeated one like any other.
     notes.append(f"ids ran out and repeated ({r['ids_wrapped']} wraps): raise --id-rate")
     errors += r["ids_wrapped"]
 if before and after:
@@ -819,7 +831,7 @@ def errs(target, size, conns):
                and int(r["size"]) == size and int(r["conns"]) == conns)
 # Ratios are hookgate's figure over the target's: req/s above 1 is faster, p99 and CPU
 # below 1 are better.
-hdr = (f"{'body':>6} {'conns':>5} {'target':>9} | {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+hdr = (f"{'body':>6} {'conns':>5} {'target':>12} | {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
        f"{'CPU us/req':>10} {'peak RSS MiB':>12} {'errors':>6} | {'hg req/s x':>10} "
        f"{'hg p99 x':>8} {'hg CPU x':>8}")
 print(hdr)
@@ -833,7 +845,7 @@ for size, conns in points:
         ratios = ("" if t == "hookgate" else
                   f"{hg['rps'] / m['rps']:>9.2f}x {hg['p99_ms'] / m['p99_ms']:>7.2f}x "
                   f"{hg['cpu_us_per_req'] / m['cpu_us_per_req']:>7.2f}x")
-        print(f"{label:>6} {conns:>5} {t:>9} | {m['rps']:>8.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+        print(f"{label:>6} {conns:>5} {t:>12} | {m['rps']:>8.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
               f"{m['cpu_us_per_req']:>10.1f} {m['rss_peak_mib']:>12.1f} {errs(t, size, conns):>6} | "
               f"{ratios}")
 EOF
