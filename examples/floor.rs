@@ -36,9 +36,6 @@ use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -51,6 +48,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 type Upstream = Client<HttpConnector, Full<Bytes>>;
 type Reply = Response<Either<Incoming, Full<Bytes>>>;

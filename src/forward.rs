@@ -296,27 +296,40 @@ pub fn end_to_end(parts: &mut request::Parts) {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, every header it
 /// names, and the fixed list that is never forwarded.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    // One pass over the names finds the few present (most requests carry
+    // none, most responses only `Connection`), instead of a hashed removal of
+    // every name on the list for every message.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name))
+        .cloned()
         .collect();
-    for name in named {
+    if doomed.is_empty() {
+        // No `Connection`: no header is named hop-by-hop either.
+        return;
+    }
+    doomed.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+    );
+    for name in doomed {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
+}
+
+/// The hop-by-hop headers that are never forwarded, whatever `Connection` says.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 #[cfg(test)]
@@ -335,6 +348,24 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("svix-signature"));
+    }
+
+    #[test]
+    fn the_fixed_list_goes_without_a_connection_header_and_other_headers_stay() {
+        let mut h = HeaderMap::new();
+        h.append(header::TE, "trailers".parse().unwrap());
+        h.append(header::UPGRADE, "h2c".parse().unwrap());
+        h.append("proxy-connection", "keep-alive".parse().unwrap());
+        h.append("x-private", "1".parse().unwrap());
+        h.append("x-private", "2".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get_all("x-private").iter().count(), 2);
+
+        let mut clean = HeaderMap::new();
+        clean.insert("svix-id", "msg_1".parse().unwrap());
+        strip_hop_by_hop(&mut clean);
+        assert_eq!(clean.len(), 1);
     }
 
     #[test]

@@ -164,9 +164,11 @@ impl Proxy {
             Ok(read) => read,
             Err(reason) => return (End::Rejected(reason), None),
         };
+        // One wall-clock read: the time verified against is the time attested.
+        let now = (self.clock)();
         let verdict = route.verifier.verify(
             &Input::of(&parts, &blocks, route.public_url.as_deref()),
-            (self.clock)(),
+            now,
         );
         let attested = verdict.as_ref().ok().map(|v| *v.replay_id());
         let _slot = match self.admit(route, &verdict) {
@@ -192,7 +194,6 @@ impl Proxy {
             return (end, message_id);
         }
         let key = route.attestation.as_deref();
-        let now = (self.clock)();
         crate::attest::attest(
             &mut parts.headers,
             key,

@@ -131,7 +131,9 @@ impl Store {
         let key = key(route, replay_id);
         let claim = match &**self {
             Store::Memory(m) => m.claim(key, Instant::now()),
-            Store::Redis(r) => r.claim(key).await?,
+            // Boxed: Redis' futures are large, and inline they would be
+            // copied with every request's future, memory store or not.
+            Store::Redis(r) => Box::pin(r.claim(key)).await?,
         };
         Ok(match claim {
             Claim::Claimed(mut ticket) => {
@@ -150,7 +152,7 @@ impl Store {
                 m.delivered(&ticket, Instant::now());
                 Ok(())
             }
-            Store::Redis(r) => r.delivered(&ticket).await,
+            Store::Redis(r) => Box::pin(r.delivered(&ticket)).await,
         }
     }
 
@@ -162,7 +164,7 @@ impl Store {
                 m.release(&ticket);
                 Ok(())
             }
-            Store::Redis(r) => r.release(&ticket).await,
+            Store::Redis(r) => Box::pin(r.release(&ticket)).await,
         }
     }
 
