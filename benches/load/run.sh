@@ -426,11 +426,10 @@ drive() {
   local raw="$OUT/raw/${size}B-${conns}c-r${round}-${target}.txt"
   local before="" after="" rss="" pid=${PID[$target]} admin=${ADMIN[$target]:-} cpu0 cpu1
   cpu0=$(cpu_ticks "$pid")
-  if [ -n "$admin" ]; then
-    before=$(outcomes "$admin")
-    # Reset the peak-RSS mark so VmHWM is this point's peak, not the run's so far.
-    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
-  fi
+  # Reset the peak-RSS mark so VmHWM is this point's peak, not the run's so far (every
+  # target: the floors and HAProxy also serve every point of the run).
+  echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+  [ -n "$admin" ] && before=$(outcomes "$admin")
   timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
     -s "$HERE/bench.lua" "$url" -- "$data" "$THREADS" >"$raw" 2>&1 || {
     echo "run.sh: wrk failed against $target (see $raw)" >&2; FAIL=1; }
