@@ -1,5 +1,10 @@
 //! The upstream client: exact bytes, hop-by-hop policy, keep-alive pool and
 //! timeout, over `http://`, `https://` (rustls) or a `unix:` socket.
+//!
+//! Plain `http://` goes through hookgate's own pool ([`pool`]); `https://`
+//! and `unix:` through hyper-util's client.
+
+mod pool;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +19,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{request, Request, Response, Uri};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -33,8 +38,10 @@ pub enum ForwardError {
     Timeout,
 }
 
+pub use pool::ResponseBody;
+
 /// The application's response body, due within `upstream.timeout` of its headers.
-pub type UpstreamBody = DeadlineBody<Incoming>;
+pub type UpstreamBody = DeadlineBody<ResponseBody>;
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +57,9 @@ pub struct SetupError(pub String);
 
 /// The pooled client for each kind of upstream: one closed set, one match.
 enum Pool {
-    /// `http://` and `https://`: the TLS connector passes plain http through.
+    /// `http://`: hookgate's own pool, requests in origin-form.
+    Http(pool::HttpPool),
+    /// `https://`.
     Tcp(Client<HttpsConnector<HttpConnector>, Outgoing>),
     Unix(Client<UnixConnector, Outgoing>),
 }
@@ -59,6 +68,9 @@ pub struct Forwarder {
     pool: Pool,
     scheme: Scheme,
     authority: Authority,
+    /// `Host` for a request that carries none (HTTP/1.0 may not), as
+    /// hyper-util's client sets it from the URI.
+    host: HeaderValue,
     timeout: Duration,
     forwarded_headers: bool,
 }
@@ -72,7 +84,25 @@ impl Forwarder {
             b
         };
         let (pool, scheme, authority) = match &upstream.target {
-            UpstreamTarget::Http { https, authority } => {
+            UpstreamTarget::Http {
+                https: false,
+                authority,
+            } => {
+                let authority = authority
+                    .parse::<Authority>()
+                    .map_err(|e| SetupError(format!("upstream.url: {e}")))?;
+                let addr = format!(
+                    "{}:{}",
+                    authority.host(),
+                    authority.port_u16().unwrap_or(80)
+                );
+                let pool = pool::HttpPool::new(addr, upstream.timeout);
+                (Pool::Http(pool), Scheme::HTTP, authority)
+            }
+            UpstreamTarget::Http {
+                https: true,
+                authority,
+            } => {
                 let authority = authority
                     .parse::<Authority>()
                     .map_err(|e| SetupError(format!("upstream.url: {e}")))?;
@@ -80,7 +110,7 @@ impl Forwarder {
                 http.set_nodelay(true);
                 http.set_keepalive(Some(Duration::from_secs(60)));
                 http.set_connect_timeout(Some(upstream.timeout));
-                // The TLS layer decides by the URI's scheme, set from the config below.
+                // The TLS layer decides by the URI's scheme (always https here).
                 http.enforce_http(false);
                 let tls = crate::tls::client_config(upstream.ca_file.as_deref())
                     .map_err(|e| SetupError(format!("upstream.ca_file: {e}")))?;
@@ -90,8 +120,11 @@ impl Forwarder {
                     .enable_http1()
                     .enable_http2()
                     .wrap_connector(http);
-                let scheme = if *https { Scheme::HTTPS } else { Scheme::HTTP };
-                (Pool::Tcp(builder.build(connector)), scheme, authority)
+                (
+                    Pool::Tcp(builder.build(connector)),
+                    Scheme::HTTPS,
+                    authority,
+                )
             }
             UpstreamTarget::Unix(path) => {
                 let connector = UnixConnector {
@@ -106,10 +139,12 @@ impl Forwarder {
                 )
             }
         };
+        let host = host_header(&scheme, &authority)?;
         Ok(Forwarder {
             pool,
             scheme,
             authority,
+            host,
             timeout: upstream.timeout,
             forwarded_headers: upstream.forwarded_headers,
         })
@@ -123,25 +158,36 @@ impl Forwarder {
         parts: request::Parts,
         body: Vec<Bytes>,
         origin: Origin,
-    ) -> Result<Response<Incoming>, ForwardError> {
+    ) -> Result<Response<ResponseBody>, ForwardError> {
         // The path and query are the received ones, shared, not re-parsed.
-        let mut target = http::uri::Parts::default();
-        target.scheme = Some(self.scheme.clone());
-        target.authority = Some(self.authority.clone());
-        target.path_and_query = Some(
-            parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-        );
-        // Scheme and authority were validated at startup, and the path and
-        // query come from a URI hyper already parsed.
-        let uri = Uri::from_parts(target).map_err(|_| ForwardError::Unavailable)?;
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let uri = match &self.pool {
+            // `conn::http1` writes the URI as it is: origin-form.
+            Pool::Http(_) => Uri::from(path_and_query),
+            // hyper-util's client wants the absolute URI (it writes origin-form).
+            Pool::Tcp(_) | Pool::Unix(_) => {
+                let mut target = http::uri::Parts::default();
+                target.scheme = Some(self.scheme.clone());
+                target.authority = Some(self.authority.clone());
+                target.path_and_query = Some(path_and_query);
+                // Scheme and authority were validated at startup, and the path
+                // and query come from a URI hyper already parsed.
+                Uri::from_parts(target).map_err(|_| ForwardError::Unavailable)?
+            }
+        };
 
         // `end_to_end` already ran on these headers (the request path, once,
         // before the attestation; a queued record was stored after it).
         let mut headers = parts.headers;
+        if !headers.contains_key(header::HOST) {
+            // Only an HTTP/1.0 request can come without one (`strict`, and
+            // `end_to_end` fills it in from HTTP/2's `:authority`).
+            headers.insert(header::HOST, self.host.clone());
+        }
         // The body is forwarded whole: its one length is the length sent.
         // Duplicate (equal) Content-Length lines, which HTTP/2 lets through,
         // collapse into one true value (RFC 9110 §8.6).
@@ -168,8 +214,17 @@ impl Forwarder {
 
         let sent = async {
             match &self.pool {
-                Pool::Tcp(c) => c.request(req).await,
-                Pool::Unix(c) => c.request(req).await,
+                Pool::Http(p) => p.send(req).await.map_err(|e| e.to_string()),
+                Pool::Tcp(c) => c
+                    .request(req)
+                    .await
+                    .map(|r| r.map(ResponseBody::unpooled))
+                    .map_err(|e| e.to_string()),
+                Pool::Unix(c) => c
+                    .request(req)
+                    .await
+                    .map(|r| r.map(ResponseBody::unpooled))
+                    .map_err(|e| e.to_string()),
             }
         };
         let mut resp = match tokio::time::timeout(self.timeout, sent).await {
@@ -187,7 +242,7 @@ impl Forwarder {
     /// The application's response body, bounded: an application that stalls
     /// its body after the headers must not hold the provider's connection for
     /// ever, so the whole body is due within another `upstream.timeout`.
-    pub fn bounded(&self, body: Incoming) -> UpstreamBody {
+    pub fn bounded(&self, body: ResponseBody) -> UpstreamBody {
         DeadlineBody::new(self.timeout, body)
     }
 }
@@ -236,6 +291,17 @@ impl hyper::body::Body for Outgoing {
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
     }
+}
+
+/// `Host` as hyper-util's client writes it from the URI: the port only when
+/// it is not the scheme's default.
+fn host_header(scheme: &Scheme, authority: &Authority) -> Result<HeaderValue, SetupError> {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let value = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        Some(_) | None => authority.host().to_string(),
+    };
+    HeaderValue::from_str(&value).map_err(|e| SetupError(format!("upstream.url: {e}")))
 }
 
 /// Connects every request to one unix socket (the sidecar setup).

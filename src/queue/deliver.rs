@@ -23,7 +23,7 @@ use super::record::{instant, millis};
 use super::{Heads, Queue, Stored};
 use crate::attest::AttestationKey;
 use crate::config;
-use crate::forward::{ForwardError, Forwarder, Origin};
+use crate::forward::{ForwardError, Forwarder, Origin, ResponseBody};
 use crate::metrics::{Attempt, Metrics, QueueMetrics};
 use crate::verify::Pass;
 
@@ -264,10 +264,7 @@ impl Deliverer {
         route
     }
 
-    async fn verdict(
-        &self,
-        sent: Result<http::Response<hyper::body::Incoming>, ForwardError>,
-    ) -> Verdict {
+    async fn verdict(&self, sent: Result<http::Response<ResponseBody>, ForwardError>) -> Verdict {
         let resp = match sent {
             Ok(resp) => resp,
             Err(ForwardError::Unavailable) => {
