@@ -403,6 +403,93 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// An `http://` upstream that answers each request with the target it
+    /// was sent (as written on the wire) and its `Host`.
+    async fn echo_upstream() -> std::net::SocketAddr {
+        use hyper::body::Incoming;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let host = req
+                        .headers()
+                        .get(header::HOST)
+                        .map(|h| h.to_str().unwrap().to_string());
+                    let seen = format!("{} {:?}", req.uri(), host);
+                    Ok::<_, Infallible>(Response::new(http_body_util::Full::new(Bytes::from(seen))))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn plain_http_goes_in_origin_form_with_a_host_even_for_http_1_0() {
+        use http_body_util::BodyExt;
+        let addr = echo_upstream().await;
+        let forwarder = Forwarder::new(&Upstream {
+            target: UpstreamTarget::Http {
+                https: false,
+                authority: addr.to_string(),
+            },
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+            forwarded_headers: false,
+        })
+        .unwrap();
+        assert!(matches!(forwarder.pool, Pool::Http(_)));
+        let origin = Origin {
+            peer: IpAddr::from([127, 0, 0, 1]),
+            tls: false,
+        };
+        let cases = [
+            // HTTP/1.0 without Host: hookgate names the upstream, as
+            // hyper-util's client did.
+            (http::Version::HTTP_10, None, format!("{addr}")),
+            (
+                http::Version::HTTP_11,
+                Some("hooks.example"),
+                "hooks.example".into(),
+            ),
+        ];
+        for (version, host, expected_host) in cases {
+            let mut req = Request::builder()
+                .method("POST")
+                .uri("/hook?x=1")
+                .version(version);
+            if let Some(h) = host {
+                req = req.header(header::HOST, h);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            let resp = forwarder
+                .forward(
+                    Pass::stored(),
+                    parts,
+                    vec![Bytes::from_static(b"{}")],
+                    origin,
+                )
+                .await
+                .unwrap();
+            let body = forwarder.bounded(resp.into_body());
+            let seen = body.collect().await.unwrap().to_bytes();
+            assert_eq!(seen, format!("/hook?x=1 Some({expected_host:?})"));
+        }
+    }
+
+    #[test]
+    fn the_default_port_is_left_out_of_host() {
+        let host = |s: &str| host_header(&Scheme::HTTP, &s.parse().unwrap()).unwrap();
+        assert_eq!(host("app:80"), "app");
+        assert_eq!(host("app"), "app");
+        assert_eq!(host("[::1]:8080"), "[::1]:8080");
+    }
+
     #[test]
     fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
         let mut h = HeaderMap::new();

@@ -109,6 +109,7 @@ impl HttpPool {
             Ok(resp) => Ok(self.lease(resp, sender)),
             Err(mut e) => match e.take_message() {
                 Some(req) => {
+                    tracing::debug!("upstream: idle connection closed as it was picked; retrying");
                     drop(sender);
                     self.send_fresh(req).await
                 }
@@ -230,6 +231,7 @@ impl Shared {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(Failed::Http)?;
+        tracing::trace!(addr = %self.addr, "upstream: new connection");
         // On the current worker's runtime, as the requests that use it.
         tokio::spawn(async move {
             if let Err(e) = conn.await {
