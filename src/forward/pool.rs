@@ -9,8 +9,10 @@
 //! future) and a task spawned per request only to wait until the HTTP/1
 //! connection is ready again and put it back in the pool. Here a connection
 //! goes back to the idle list from the response body itself, when the body
-//! reaches its end, with no task and no clone of a client. Measured: (to be
-//! filled in).
+//! reaches its end, with no task and no clone of a client. Measured
+//! (`run.sh --before <hyper-util build> --sizes 1024 --conns "50 256" --rounds 3`,
+//! BENCHMARKS.md): 0.88× the CPU per request at 50 connections and 0.83× at
+//! 256 (medians; 5 of 6 rounds lower), 1.09× and 1.16× the rate.
 //!
 //! Kept to what a reverse proxy to one application needs: one host, HTTP/1.1
 //! only, a LIFO idle list (the warmest connection first) of at most
