@@ -92,7 +92,7 @@ impl HttpPool {
         &self,
         req: Request<Outgoing>,
     ) -> Result<Response<ResponseBody>, Failed> {
-        match self.shared.checkout().await {
+        match self.shared.checkout() {
             Some(sender) => self.send_reused(sender, req).await,
             None => self.send_fresh(req).await,
         }
@@ -154,24 +154,33 @@ impl Shared {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The newest idle connection that is still open and ready to send.
-    async fn checkout(&self) -> Option<SendRequest<Outgoing>> {
-        loop {
-            let mut sender = self.pop()?;
-            if sender.is_ready() {
-                return Some(sender);
+    /// The newest idle connection that is still open and ready to send. One
+    /// that is open but not ready yet (its connection task has not run since
+    /// its response ended, or its request body is still going out to an app
+    /// that answered early) is not waited for: it goes back behind the
+    /// others, for a later request once it is ready, and this one takes the
+    /// next or a new connection, as hyper-util never hands out an unready one.
+    fn checkout(&self) -> Option<SendRequest<Outgoing>> {
+        let mut unready = Vec::new();
+        let found = loop {
+            match self.pop() {
+                None => break None,
+                Some(idle) if idle.sender.is_ready() => break Some(idle.sender),
+                Some(idle) => unready.push(idle),
             }
-            // Its last response has ended, but its connection task has not
-            // yet run to take the next one; an error means it closed instead.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+        };
+        if !unready.is_empty() {
+            let mut idle = self.lock();
+            for entry in unready.into_iter().rev() {
+                idle.push_front(entry);
             }
         }
+        found
     }
 
-    /// Pops the newest idle sender that is young enough and not closed; the
-    /// others go (dropped outside the lock).
-    fn pop(&self) -> Option<SendRequest<Outgoing>> {
+    /// Pops the newest idle connection that is young enough and not closed;
+    /// the others go (dropped outside the lock).
+    fn pop(&self) -> Option<Idle> {
         let mut now = None;
         loop {
             let mut idle = self.lock();
@@ -186,7 +195,7 @@ impl Shared {
             }
             drop(idle);
             if !entry.sender.is_closed() {
-                return Some(entry.sender);
+                return Some(entry);
             }
         }
     }
@@ -414,6 +423,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unready_idle_connection_is_passed_over_not_waited_for() {
+        let up = upstream(Answer::Large).await;
+        let pool = pool(&up);
+        // A connection still streaming a response nobody reads is never
+        // ready; put on the idle list, it must not hold the next request.
+        let mut busy = pool.send(request(&up)).await.unwrap();
+        let lease = busy.body_mut().lease.take().unwrap();
+        pool.shared.checkin(lease.sender);
+        let next = tokio::time::timeout(Duration::from_secs(5), send_and_read(&pool, &up))
+            .await
+            .expect("the next request waited for a busy connection");
+        assert_eq!(next.len(), 1 << 20);
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+        // The busy one was put back, not dropped: both are on the list.
+        assert_eq!(pool.idle_count(), 2);
+        drop(busy);
+    }
+
+    #[tokio::test]
     async fn sequential_requests_share_one_connection() {
         let up = upstream(Answer::Ok).await;
         let pool = pool(&up);
@@ -464,7 +492,7 @@ mod tests {
         assert_eq!(send_and_read(&pool, &up).await, "ok");
         // The close races the checkout: the sender was picked while its
         // connection looked open, and by the send it has closed.
-        let sender = pool.shared.checkout().await.unwrap();
+        let sender = pool.shared.checkout().unwrap();
         pool.shared.checkin(sender);
         up.kill.send_modify(|n| *n += 1);
         until_idle_closed(&pool).await;
