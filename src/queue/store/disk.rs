@@ -190,9 +190,34 @@ impl DiskStore {
         let ids = self.insert_in(&txn, records)?;
         // The counter as this transaction leaves it: no read after the commit.
         let used = get(&txn.open_table(META)?, USED)?;
-        txn.commit()?;
+        let before = self.used.load(Ordering::Acquire);
+        if let Err(e) = txn.commit() {
+            // redb can report a commit that is durable all the same (on a full
+            // disk, an I/O error after the commit was written): answered 503,
+            // its records would still be delivered, and again when resent.
+            // Reopened, the file tells which: this transaction's byte count
+            // means it landed, and its records' 202 is the true answer.
+            if used != before && self.landed(used) {
+                return Ok((ids, applied));
+            }
+            return Err(e.into());
+        }
         self.used.store(used, Ordering::Release);
         Ok((ids, applied))
+    }
+
+    /// Whether the store, reopened now, holds `used` bytes: the count a
+    /// transaction whose commit failed would have left.
+    fn landed(&self, used: u64) -> bool {
+        self.failing.store(true, Ordering::Release);
+        *self.reopened.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        match self.recover() {
+            Ok(()) => self.used.load(Ordering::Acquire) == used,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue store: cannot reopen after a failed commit");
+                false
+            }
+        }
     }
 
     fn insert_in(
