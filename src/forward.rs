@@ -75,6 +75,13 @@ pub struct Forwarder {
     forwarded_headers: bool,
 }
 
+/// The upstream URL's authority (`host[:port]`), as typed config left it.
+fn parse_authority(authority: &str) -> Result<Authority, SetupError> {
+    authority
+        .parse::<Authority>()
+        .map_err(|e| SetupError(format!("upstream.url: {e}")))
+}
+
 impl Forwarder {
     pub fn new(upstream: &Upstream) -> Result<Self, SetupError> {
         let builder = {
@@ -88,9 +95,7 @@ impl Forwarder {
                 https: false,
                 authority,
             } => {
-                let authority = authority
-                    .parse::<Authority>()
-                    .map_err(|e| SetupError(format!("upstream.url: {e}")))?;
+                let authority = parse_authority(authority)?;
                 let addr = format!(
                     "{}:{}",
                     authority.host(),
@@ -103,9 +108,7 @@ impl Forwarder {
                 https: true,
                 authority,
             } => {
-                let authority = authority
-                    .parse::<Authority>()
-                    .map_err(|e| SetupError(format!("upstream.url: {e}")))?;
+                let authority = parse_authority(authority)?;
                 let mut http = HttpConnector::new();
                 http.set_nodelay(true);
                 http.set_keepalive(Some(Duration::from_secs(60)));

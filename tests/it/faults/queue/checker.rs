@@ -7,8 +7,11 @@
 //!    got a 2xx within its budget; the store is empty once drained (nothing pending, nothing
 //!    dead-lettered);
 //! 2. no stored request reached the app again after the app answered 2xx for it, unless hookgate
-//!    was killed -9 in between (the crash window between the app's 2xx and the queue's record of it):
-//!    counted apart, at most one per route per kill. A delivery stored twice (two attempts) only when
+//!    was down in between, from a kill -9 until its restart listened (the crash window between the
+//!    app's 2xx and the queue's record of it): counted apart, at most one per route per kill. A
+//!    request the killed instance wrote just before it died can reach the app's handler just after
+//!    the kill's timestamp: what the app answered then went to a dead socket, so the down time, not
+//!    only the instant of the kill, is what excuses the repeat. A delivery stored twice (two attempts) only when
 //!    the first attempt's answer was lost to a kill that also emptied the replay store (memory);
 //! 3. nothing unverified was stored or delivered: every arrival verifies again at the app and is a
 //!    genuine delivery; no forged or stale delivery was answered 2xx; no attempt answered anything
@@ -63,8 +66,14 @@ pub fn check(input: &Input<'_>) -> Report {
     let mut c = Counts::default();
     let at = |i: Instant| i.saturating_duration_since(input.t0).as_secs_f64();
     let by_id: HashMap<u64, &Delivery> = input.deliveries.iter().map(|d| (d.id, d)).collect();
-    let kills: Vec<Instant> = input.timeline.kills.iter().map(|k| k.at).collect();
-    let killed_between = |a: Instant, b: Instant| kills.iter().any(|k| a <= *k && *k <= b);
+    // hookgate was down (killed, not yet listening again) at some point from `a` to `b`.
+    let killed_between = |a: Instant, b: Instant| {
+        input
+            .timeline
+            .kills
+            .iter()
+            .any(|k| k.at <= b && a <= k.back.max(k.at))
+    };
 
     // Arrivals by stored request (delivery, attempt), in order; (3) each verifies and is genuine.
     let mut stored: BTreeMap<(u64, u32), Vec<&Arrival>> = BTreeMap::new();
@@ -465,8 +474,9 @@ mod tests {
         }
     }
 
+    /// `kills`: (killed at, listening again at).
     fn violations(
-        kills: &[Instant],
+        kills: &[(Instant, Instant)],
         attempts: &[Attempt],
         arrivals: &[Arrival],
         t0: Instant,
@@ -475,9 +485,9 @@ mod tests {
         let timeline = Timeline {
             kills: kills
                 .iter()
-                .map(|&at| Kill {
+                .map(|&(at, back)| Kill {
                     at,
-                    back: at,
+                    back,
                     app_busy: 0,
                 })
                 .collect(),
@@ -530,8 +540,20 @@ mod tests {
         assert!(has("(4) svix: delivery 3 attempt 0"), "{found:#?}");
         assert_eq!(found.len(), 3, "{found:#?}");
         // A kill between delivery 1's 2xx and its repeat: the crash window, not a violation.
-        let found = violations(&[ms(350)], &attempts, &arrivals, t0);
+        let found = violations(&[(ms(350), ms(360))], &attempts, &arrivals, t0);
         assert!(!found.iter().any(|v| v.starts_with("(2)")), "{found:#?}");
+        // Killed at 290 ms, delivery 1's first arrival read at 300 ms (written by the instance
+        // just before it died; its 2xx went to a dead socket): excused while it was still down...
+        let found = violations(&[(ms(290), ms(320))], &attempts, &arrivals, t0);
+        assert!(!found.iter().any(|v| v.starts_with("(2)")), "{found:#?}");
+        // ...but not when the restarted instance was listening before that arrival.
+        let found = violations(&[(ms(250), ms(280))], &attempts, &arrivals, t0);
+        assert!(
+            found
+                .iter()
+                .any(|v| v.starts_with("(2) delivery 1 attempt 0 reached the app again")),
+            "{found:#?}"
+        );
     }
 
     #[test]
@@ -543,7 +565,7 @@ mod tests {
         attempts.push(attempt(0, 1, ms(500), Some(202)));
         let mut arrivals: Vec<Arrival> = (0..6).map(|d| arrival(d, 0, ms(100))).collect();
         arrivals.push(arrival(0, 1, ms(600)));
-        let found = violations(&[ms(200)], &attempts, &arrivals, t0);
+        let found = violations(&[(ms(200), ms(250))], &attempts, &arrivals, t0);
         assert!(found.is_empty(), "{found:#?}");
         let found = violations(&[], &attempts, &arrivals, t0);
         assert!(
