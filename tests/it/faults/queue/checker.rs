@@ -9,10 +9,11 @@
 //! 2. no stored request reached the app again after the app answered 2xx for it, unless hookgate
 //!    was down in between, from a kill -9 until its restart listened (the crash window between the
 //!    app's 2xx and the queue's record of it): counted apart, at most one per route per kill. A
-//!    request the killed instance wrote just before it died can reach the app's handler just after
-//!    the kill's timestamp: what the app answered then went to a dead socket, so the down time, not
-//!    only the instant of the kill, is what excuses the repeat. A delivery stored twice (two attempts) only when
-//!    the first attempt's answer was lost to a kill that also emptied the replay store (memory);
+//!    request the killed instance wrote just before it died can reach the app's handler just
+//!    after the kill's timestamp, and the app's answer then goes to a dead socket: so the time
+//!    down, not only the instant of the kill, excuses the repeat. A delivery stored twice (two
+//!    attempts) only when the first attempt's answer was lost to a kill that also emptied the
+//!    replay store (memory);
 //! 3. nothing unverified was stored or delivered: every arrival verifies again at the app and is a
 //!    genuine delivery; no forged or stale delivery was answered 2xx; no attempt answered anything
 //!    but 2xx reached the app;
@@ -67,7 +68,7 @@ pub fn check(input: &Input<'_>) -> Report {
     let at = |i: Instant| i.saturating_duration_since(input.t0).as_secs_f64();
     let by_id: HashMap<u64, &Delivery> = input.deliveries.iter().map(|d| (d.id, d)).collect();
     // hookgate was down (killed, not yet listening again) at some point from `a` to `b`.
-    let killed_between = |a: Instant, b: Instant| {
+    let down_between = |a: Instant, b: Instant| {
         input
             .timeline
             .kills
@@ -189,7 +190,7 @@ pub fn check(input: &Input<'_>) -> Report {
         }
         for pair in reached.windows(2) {
             let (first, again) = (pair[0], pair[1]);
-            if first.status().is_none() && killed_between(first.sent, again.sent) {
+            if first.status().is_none() && down_between(first.sent, again.sent) {
                 c.stored_twice += 1;
             } else {
                 v.push(format!(
@@ -212,7 +213,7 @@ pub fn check(input: &Input<'_>) -> Report {
                 c.exactly_once += 1;
             }
             for w in accepted.windows(2) {
-                if killed_between(w[0], w[1]) {
+                if down_between(w[0], w[1]) {
                     c.crash_window += 1;
                 } else {
                     v.push(format!(
