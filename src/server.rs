@@ -83,58 +83,64 @@ struct Conns {
 impl Conns {
     /// One connection: TLS handshake (if any) within `header_timeout`, then HTTP.
     async fn run(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
-        let metrics = self.proxy.metrics();
         match &self.tls {
-            None => {
-                // hyper's header timer starts only once it has sniffed the
-                // protocol, so a client that connects and says nothing is cut
-                // off here instead.
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    Ok(Ok(_)) | Ok(Err(_)) => return,
-                    Err(_) => {
-                        metrics.connection_errors.inc();
-                        tracing::debug!(%peer, "no request within header_timeout");
-                        return;
-                    }
-                }
-                let origin = Origin {
-                    peer: peer.ip(),
-                    tls: false,
-                };
-                self.serve(&self.auto, TokioIo::new(stream), origin, watcher)
-                    .await;
-            }
-            Some(tls) => {
-                let handshake =
-                    tokio::time::timeout(self.header_timeout, tls.acceptor.accept(stream)).await;
-                let stream = match handshake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        metrics.tls_handshake_errors.inc();
-                        tracing::info!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        metrics.tls_handshake_errors.inc();
-                        tracing::info!(%peer, "TLS handshake timed out (header_timeout)");
-                        return;
-                    }
-                };
-                let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    &self.http2
-                } else {
-                    &self.http1
-                };
-                let origin = Origin {
-                    peer: peer.ip(),
-                    tls: true,
-                };
-                self.serve(builder, TokioIo::new(stream), origin, watcher)
-                    .await;
+            None => self.run_plain(stream, peer, watcher).await,
+            // Boxed: a TLS connection's state (the handshake, rustls's
+            // session) is ~4 KiB more than a plain one's, and inline it would
+            // size every connection's task, plain ones too, to the larger.
+            Some(tls) => Box::pin(self.run_tls(tls, stream, peer, watcher)).await,
+        }
+    }
+
+    async fn run_plain(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        // hyper's header timer starts only once it has sniffed the protocol,
+        // so a client that connects and says nothing is cut off here instead.
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) | Ok(Err(_)) => return,
+            Err(_) => {
+                self.proxy.metrics().connection_errors.inc();
+                tracing::debug!(%peer, "no request within header_timeout");
+                return;
             }
         }
+        let origin = Origin {
+            peer: peer.ip(),
+            tls: false,
+        };
+        self.serve(&self.auto, TokioIo::new(stream), origin, watcher)
+            .await;
+    }
+
+    async fn run_tls(&self, tls: &Tls, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        let metrics = self.proxy.metrics();
+        let handshake =
+            tokio::time::timeout(self.header_timeout, tls.acceptor.accept(stream)).await;
+        let stream = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                metrics.tls_handshake_errors.inc();
+                tracing::info!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics.tls_handshake_errors.inc();
+                tracing::info!(%peer, "TLS handshake timed out (header_timeout)");
+                return;
+            }
+        };
+        let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            &self.http2
+        } else {
+            &self.http1
+        };
+        let origin = Origin {
+            peer: peer.ip(),
+            tls: true,
+        };
+        self.serve(builder, TokioIo::new(stream), origin, watcher)
+            .await;
     }
 
     async fn serve<I>(

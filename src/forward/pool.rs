@@ -113,7 +113,9 @@ impl HttpPool {
                 Some(req) => {
                     tracing::debug!("upstream: idle connection closed as it was picked; retrying");
                     drop(sender);
-                    self.send_fresh(req).await
+                    // Boxed: the rare retry's state would otherwise widen
+                    // every forward's future by ~900 bytes.
+                    Box::pin(self.send_fresh(req)).await
                 }
                 None => Err(Failed::Http(e.into_error())),
             },
