@@ -61,9 +61,9 @@ impl Fields<'_, '_> {
             return;
         }
         self.result = (|| {
-            self.out.write_char(',')?;
-            string(self.out, field.name())?;
-            self.out.write_char(':')?;
+            self.out.write_str(",\"")?;
+            Escaped(self.out).write_str(field.name())?;
+            self.out.write_str("\":")?;
             value(self.out)
         })();
     }
@@ -127,24 +127,29 @@ struct Escaped<'w, 'b>(&'w mut Writer<'b>);
 
 impl Write for Escaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Every character to escape is ASCII, and in UTF-8 an ASCII byte is
+        // always a whole character (the bytes of longer ones are all >= 0x80):
+        // a scan of bytes finds each one without decoding the others, and
+        // `start..i` always falls on character boundaries. (Decoding `char`s
+        // cost 17% more here: benches/load/icount.sh.)
         let mut start = 0;
-        for (i, c) in s.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if u32::from(c) < 0x20 => "",
+        for (i, &b) in s.as_bytes().iter().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
                 _ => continue,
             };
             self.0.write_str(&s[start..i])?;
             if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", u32::from(c))?;
+                write!(self.0, "\\u{b:04x}")?;
             } else {
                 self.0.write_str(escape)?;
             }
-            start = i + c.len_utf8();
+            start = i + 1;
         }
         self.0.write_str(&s[start..])
     }
@@ -222,5 +227,14 @@ mod tests {
         assert_eq!(line["dbg"], format!("{nasty:?}"));
         assert_eq!(line["message"], "m\"sg");
         assert_eq!(line["level"], "WARN");
+    }
+
+    #[test]
+    fn escapes_next_to_multibyte_characters_keep_them_whole() {
+        // Escapes right before and after 2-, 3- and 4-byte characters, a
+        // control character that has no short form, and DEL (not escaped).
+        let nasty = "é\"ü\u{1}€\\\n😀\u{1f}\u{7f}ß";
+        let got = lines(|| tracing::info!(field = nasty, "m"));
+        assert_eq!(got[0]["field"], nasty);
     }
 }
