@@ -24,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=benches/load
 OUT=$HERE/out/icount
+# shellcheck source=benches/load/common.sh
+. "$HERE/common.sh"
 
 SECONDS_MEASURED=6 FLOOR=0 BEFORE="" KEEP=0
 while [ $# -gt 0 ]; do
@@ -38,12 +40,6 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-apt_updated=0
-need() { # need COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  if [ "$apt_updated" = 0 ]; then timeout 300 apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "$2" >/dev/null
-}
 need nginx nginx-light
 need wrk wrk
 need python3 python3
@@ -62,83 +58,14 @@ rm -rf "$OUT"
 mkdir -p "$OUT/nginx-up"
 OUT=$(cd "$OUT" && pwd)
 
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r UP_PORT PORT ADMIN_PORT <<<"$(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-)"
-wait_port() { # wait_port PORT NAME PID: up to 60 s (valgrind starts slowly)
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$3" 2>/dev/null || { echo "icount.sh: $2 exited during startup" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "icount.sh: $2 did not listen on $1 within 60 s" >&2
-  return 1
-}
-
-cat >"$OUT/nginx-up/nginx.conf" <<EOF
-worker_processes 1;
-pid $OUT/nginx-up/nginx.pid;
-error_log $OUT/nginx-up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $OUT/nginx-up/body;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$UP_PORT;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
+read -r UP_PORT PORT ADMIN_PORT <<<"$(free_ports 3)"
+upstream_config "$OUT/nginx-up" "$UP_PORT"
 nginx -p "$OUT/nginx-up" -c "$OUT/nginx-up/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 wait_port "$UP_PORT" "upstream nginx" "$!"
 
-cat >"$OUT/hookgate.toml" <<EOF
-[listen]
-addr = "127.0.0.1:$PORT"
-
-[admin]
-addr = "127.0.0.1:$ADMIN_PORT"
-
-[upstream]
-url = "http://127.0.0.1:$UP_PORT"
-timeout = "10s"
-
-[limits]
-max_body = "2MiB"
-max_inflight = 1024
-
-[replay]
-store = "memory"
-capacity = 100000
-ttl = "24h"
-
-[[routes]]
-name = "svix"
-path = "/webhooks/svix"
-provider = "svix"
-secrets = ["env:BENCH_SVIX_SECRET"]
-tolerance = "10m"
-EOF
+STORE_TOML='store = "memory"'
+hg_config "$PORT" "$ADMIN_PORT" "$OUT/hookgate.toml"
 
 SECRET="whsec_$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())')"
 export BENCH_SVIX_SECRET=$SECRET
@@ -162,7 +89,7 @@ measure() {
   python3 $HERE/gen.py --out "$warm" --size 1024 --count 60000 --secret "$SECRET" --prefix "w$RANDOM$target" >/dev/null
   python3 $HERE/gen.py --out "$data" --size 1024 --count $((20000 * SECONDS_MEASURED)) --secret "$SECRET" \
     --prefix "m$RANDOM$target" >/dev/null
-  wait_port "$PORT" "$target" "$pid"
+  wait_port "$PORT" "$target" "$pid" 60  # valgrind starts slowly
   wrk -t1 -c50 -d3s --timeout 10s -s $HERE/bench.lua "http://127.0.0.1:$PORT/webhooks/svix" -- "$warm" 1 \
     >"$OUT/wrk-warm-$target.txt" 2>&1
   callgrind_control -z "$pid" >/dev/null 2>&1
@@ -192,8 +119,9 @@ by_function() {
       if ($0 == "PROGRAM TOTALS") total = c; else if (c < 0.9 * total) printf "%.1f\t%s\n", c / n, $0 }'
 }
 
-RESULTS=()
-for t in $TARGETS; do RESULTS+=("$(measure "$t")"); done
+# Not in a subshell: the PIDS it adds must be stopped on exit if a step fails.
+for t in $TARGETS; do measure "$t" >>"$OUT/results.txt"; done
+mapfile -t RESULTS <"$OUT/results.txt"
 
 python3 - "$OUT" "${RESULTS[@]}" <<'EOF'
 import sys

@@ -42,6 +42,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=benches/load
 OUT=$HERE/out
+# shellcheck source=benches/load/common.sh
+. "$HERE/common.sh"
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
 STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0
@@ -75,12 +77,6 @@ fi
 case "$STORE" in memory|redis) ;; *) echo "run.sh: --store must be memory or redis" >&2; exit 2 ;; esac
 
 # ---- what the harness needs, from Debian's packages when missing ----
-apt_updated=0
-need() { # need COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  if [ "$apt_updated" = 0 ]; then timeout 300 apt-get update -qq; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "$2" >/dev/null
-}
 need nginx nginx-light
 need wrk wrk
 need haproxy haproxy
@@ -107,59 +103,12 @@ rm -rf "$OUT"
 mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy" "$OUT/haproxy" "$OUT/nginx-app" "$OUT/queue"
 OUT=$(cd "$OUT" && pwd)
 
-# ---- process bookkeeping: everything started here is stopped on exit ----
-PIDS=()
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_ports() { # free_ports N: N distinct free loopback ports
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-wait_port() { # wait_port PORT NAME PID: up to 30 s for a listener, failing early if PID died
-  for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$3" 2>/dev/null || { echo "run.sh: $2 exited during startup" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "run.sh: $2 did not listen on $1 within 30 s" >&2
-  return 1
-}
-
 read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT \
   QG_PORT QG_ADMIN_PORT APP_PORT FV_PORT <<<"$(free_ports 13)"
 
-# ---- the upstream: nginx answering 200 to everything, body discarded ----
-# keepalive_requests is raised everywhere so neither proxy pays reconnects the other does not.
-cat >"$OUT/nginx-up/nginx.conf" <<EOF
-worker_processes auto;
-pid $OUT/nginx-up/nginx.pid;
-error_log $OUT/nginx-up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $OUT/nginx-up/body;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:$UP_PORT;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
+# ---- the upstream: nginx answering 200 to everything (common.sh) ----
+upstream_config "$OUT/nginx-up" "$UP_PORT"
+
 # ---- the baseline: nginx proxy_pass with upstream keepalive, verifying nothing ----
 # The body buffer holds a whole 16 KiB body in memory, as hookgate does; nginx's default
 # (16 KiB) would spill larger bodies to a temp file. The access log stays on: it is nginx's
@@ -212,37 +161,7 @@ case "$STORE" in
 redis_url = \"redis://127.0.0.1:$REDIS_PORT\""
     ;;
 esac
-# hg_config PORT ADMIN_PORT FILE: hookgate's config; the "before" binary gets the same one.
-hg_config() {
-  cat >"$3" <<EOF
-[listen]
-addr = "127.0.0.1:$1"
-
-[admin]
-addr = "127.0.0.1:$2"
-
-[upstream]
-url = "http://127.0.0.1:$UP_PORT"
-timeout = "10s"
-
-[limits]
-max_body = "2MiB"
-max_inflight = 1024
-
-[replay]
-$STORE_TOML
-capacity = 100000
-ttl = "24h"
-
-[[routes]]
-name = "svix"
-path = "/webhooks/svix"
-provider = "svix"
-secrets = ["env:BENCH_SVIX_SECRET"]
-# Requests are signed just before each point; 10 minutes covers any point of the run.
-tolerance = "10m"
-EOF
-}
+# hookgate's config (common.sh's hg_config); the "before" binary gets the same one.
 hg_config "$HG_PORT" "$ADMIN_PORT" "$OUT/hookgate.toml"
 [ -n "$BEFORE" ] && hg_config "$BF_PORT" "$BF_ADMIN_PORT" "$OUT/before.toml"
 
