@@ -44,10 +44,27 @@ pub use pool::ResponseBody;
 pub type UpstreamBody = DeadlineBody<ResponseBody>;
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub peer: IpAddr,
     pub tls: bool,
+    /// `peer` as `X-Forwarded-For` carries it, written once per connection
+    /// rather than once per request (BENCHMARKS.md: instructions per request).
+    forwarded_for: HeaderValue,
+}
+
+impl Origin {
+    pub fn new(peer: IpAddr, tls: bool) -> Origin {
+        // An address's text is always a valid header value; RFC 7239's
+        // "unknown" stands in should that ever not hold.
+        let forwarded_for = HeaderValue::try_from(peer.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Origin {
+            peer,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// Why the upstream cannot be set up: a configuration problem, naming the field.
@@ -200,7 +217,7 @@ impl Forwarder {
             append(
                 &mut headers,
                 HeaderName::from_static("x-forwarded-for"),
-                &origin.peer.to_string(),
+                &origin.forwarded_for,
             );
             // Set, never appended: a client's own value would let it claim
             // to the application that it came over TLS.
@@ -329,18 +346,26 @@ impl tower_service::Service<Uri> for UnixConnector {
 }
 
 /// Appends `value` to a comma-separated list header, creating it if absent.
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &HeaderValue) {
+    let entry = match headers.entry(name) {
+        header::Entry::Vacant(vacant) => {
+            // Most requests: the first hop, nothing to join.
+            vacant.insert(value.clone());
+            return;
+        }
+        header::Entry::Occupied(entry) => entry,
+    };
     // Every line of the list counts: a client may send the header more than once.
-    let mut parts: Vec<&str> = headers
-        .get_all(&name)
+    let mut parts: Vec<&[u8]> = entry
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
+        .map(HeaderValue::as_bytes)
+        .filter(|v| !v.trim_ascii().is_empty())
         .collect();
-    parts.push(value);
-    let joined = parts.join(", ");
-    if let Ok(v) = HeaderValue::from_str(&joined) {
-        headers.insert(name, v);
+    parts.push(value.as_bytes());
+    let joined = parts.join(&b", "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        let mut entry = entry;
+        entry.insert(v);
     }
 }
 
@@ -368,7 +393,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names finds the few present (most requests carry
     // none, most responses only `Connection`), instead of a hashed removal of
     // every name on the list for every message.
-    let mut doomed: Vec<HeaderName> = headers
+    let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_hop_by_hop(name))
         .cloned()
@@ -377,15 +402,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         // No `Connection`: no header is named hop-by-hop either.
         return;
     }
-    doomed.extend(
-        headers
-            .get_all(header::CONNECTION)
+    // `Connection` goes first, and with it the names it lists: looked up as
+    // text, never made into `HeaderName`s, and not there is the usual answer
+    // (`keep-alive`, `close`).
+    if let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
+        let listed: Vec<HeaderValue> = connection.remove_entry_mult().1.collect();
+        for token in listed
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-    );
-    for name in doomed {
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        {
+            if let Ok(name) = std::str::from_utf8(token.trim_ascii()) {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in doomed.iter().filter(|name| **name != header::CONNECTION) {
         headers.remove(name);
     }
 }
@@ -447,10 +478,7 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(forwarder.pool, Pool::Http(_)));
-        let origin = Origin {
-            peer: IpAddr::from([127, 0, 0, 1]),
-            tls: false,
-        };
+        let origin = Origin::new(IpAddr::from([127, 0, 0, 1]), false);
         let cases = [
             // HTTP/1.0 without Host: hookgate names the upstream, as
             // hyper-util's client did.
@@ -475,7 +503,7 @@ mod tests {
                     Pass::stored(),
                     parts,
                     vec![Bytes::from_static(b"{}")],
-                    origin,
+                    origin.clone(),
                 )
                 .await
                 .unwrap();
@@ -507,6 +535,24 @@ mod tests {
     }
 
     #[test]
+    fn connection_names_count_on_every_line_in_any_case_and_junk_names_nothing() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, "X-Private ,, close".parse().unwrap());
+        h.append(header::CONNECTION, " x-other".parse().unwrap());
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-\xff, bad name").unwrap(),
+        );
+        h.append("x-private", "1".parse().unwrap());
+        h.append("x-private", "2".parse().unwrap());
+        h.insert("x-other", "3".parse().unwrap());
+        h.insert("x-kept", "4".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
     fn the_fixed_list_goes_without_a_connection_header_and_other_headers_stay() {
         let mut h = HeaderMap::new();
         h.append(header::TE, "trailers".parse().unwrap());
@@ -532,7 +578,7 @@ mod tests {
         append(
             &mut h,
             HeaderName::from_static("x-forwarded-for"),
-            "10.0.0.1",
+            &HeaderValue::from_static("10.0.0.1"),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 10.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
@@ -545,8 +591,22 @@ mod tests {
         append(
             &mut h,
             HeaderName::from_static("x-forwarded-for"),
-            "10.0.0.1",
+            &HeaderValue::from_static("10.0.0.1"),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.0.0.1");
+    }
+
+    #[test]
+    fn forwarded_for_is_the_peer_alone_on_the_first_hop_and_blank_lines_drop() {
+        let origin = Origin::new("2001:db8::7".parse().unwrap(), true);
+        let name = HeaderName::from_static("x-forwarded-for");
+        let mut h = HeaderMap::new();
+        append(&mut h, name.clone(), &origin.forwarded_for);
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", " ".parse().unwrap());
+        append(&mut h, name, &origin.forwarded_for);
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
     }
 }

@@ -7,8 +7,13 @@
 //! JSON formatter goes through serde's map serializer for each event. This one
 //! writes each field as it is visited, with no intermediate value
 //! (BENCHMARKS.md: CPU per request, measured against the generic formatter).
+//! Numbers go through `itoa` and `ryu`, and the timestamp's text up to the
+//! second is made once a second per thread: `core::fmt` for those was a
+//! third of the line's cost (BENCHMARKS.md: instructions per request).
 
+use std::cell::RefCell;
 use std::fmt::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -31,12 +36,11 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        write!(
-            writer,
-            r#"{{"timestamp":"{now}","level":"{}""#,
-            meta.level()
-        )?;
+        writer.write_str(r#"{"timestamp":""#)?;
+        timestamp(&mut writer, SystemTime::now())?;
+        writer.write_str(r#"","level":""#)?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_char('"')?;
         let mut fields = Fields {
             out: &mut writer,
             result: Ok(()),
@@ -73,7 +77,7 @@ impl Visit for Fields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.field(field, |w| {
             if value.is_finite() {
-                write!(w, "{value}")
+                w.write_str(ryu::Buffer::new().format_finite(value))
             } else {
                 w.write_str("null")
             }
@@ -81,15 +85,15 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| w.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -113,6 +117,35 @@ fn display(w: &mut Writer<'_>, value: &dyn fmt::Display) -> fmt::Result {
     w.write_char('"')?;
     write!(Escaped(w), "{value}")?;
     w.write_char('"')
+}
+
+/// `now` in RFC 3339 with microseconds, `2026-12-02T06:45:12.123456Z`, as
+/// `humantime::format_rfc3339_micros` writes it; the text up to the second is
+/// humantime's, made once a second on each thread.
+fn timestamp(w: &mut impl Write, now: SystemTime) -> fmt::Result {
+    thread_local! {
+        /// The second last written on this thread, and its text without the `Z`.
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    // A clock set before 1970 is written as 1970 (humantime panics on it).
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = UNIX_EPOCH + since;
+    let mut digits = itoa::Buffer::new();
+    let micros = digits.format(since.subsec_micros());
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != since.as_secs() {
+            text.clear();
+            write!(text, "{}", humantime::format_rfc3339_seconds(now))?;
+            text.pop();
+            *second = since.as_secs();
+        }
+        w.write_str(text)?;
+        w.write_char('.')?;
+        // Six digits, zero-padded.
+        w.write_str(&"000000"[micros.len().min(6)..])?;
+        w.write_str(micros)?;
+        w.write_char('Z')
+    })
 }
 
 /// A JSON string literal.
@@ -225,6 +258,57 @@ mod tests {
         assert_eq!(line["dbg"], format!("{nasty:?}"));
         assert_eq!(line["message"], "m\"sg");
         assert_eq!(line["level"], "WARN");
+    }
+
+    #[test]
+    fn the_timestamp_is_humantimes_to_the_microsecond_across_seconds() {
+        let base = UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        // Leading zeros in the micros, the last microsecond of a second then
+        // the next second (the cached text must move on), and back again.
+        let offsets_us = [
+            0,
+            7,
+            4_200,
+            999_999,
+            1_000_000,
+            1_000_001,
+            999_998,
+            86_400_000_123,
+        ];
+        for at in offsets_us
+            .iter()
+            .map(|us| base + std::time::Duration::from_micros(*us))
+        {
+            let mut ours = String::new();
+            timestamp(&mut ours, at).unwrap();
+            assert_eq!(ours, humantime::format_rfc3339_micros(at).to_string());
+        }
+        // A clock before 1970 (humantime panics on it) writes 1970.
+        let mut ours = String::new();
+        timestamp(&mut ours, UNIX_EPOCH - std::time::Duration::from_secs(2)).unwrap();
+        assert_eq!(ours, "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn numbers_are_written_as_json_numbers() {
+        let got = lines(|| {
+            tracing::info!(
+                small = 0.000_123_f64,
+                whole = 2.0_f64,
+                nan = f64::NAN,
+                neg = -42i64,
+                big = u64::MAX,
+                yes = true,
+                "m"
+            );
+        });
+        let line = &got[0];
+        assert_eq!(line["small"], 0.000_123);
+        assert_eq!(line["whole"], 2.0);
+        assert!(line["nan"].is_null());
+        assert_eq!(line["neg"], -42);
+        assert_eq!(line["big"], u64::MAX);
+        assert_eq!(line["yes"], true);
     }
 
     #[test]

@@ -384,7 +384,9 @@ impl Proxy {
             status = response.status().as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             message_id,
-            "request"
+            // A `str` field, not a format string: the line's formatter then
+            // writes it as it is, without `core::fmt`.
+            message = "request",
         );
         response
     }

@@ -105,10 +105,7 @@ impl Conns {
                 return;
             }
         }
-        let origin = Origin {
-            peer: peer.ip(),
-            tls: false,
-        };
+        let origin = Origin::new(peer.ip(), false);
         self.serve(&self.auto, TokioIo::new(stream), origin, watcher)
             .await;
     }
@@ -135,10 +132,7 @@ impl Conns {
         } else {
             &self.http1
         };
-        let origin = Origin {
-            peer: peer.ip(),
-            tls: true,
-        };
+        let origin = Origin::new(peer.ip(), true);
         self.serve(builder, TokioIo::new(stream), origin, watcher)
             .await;
     }
@@ -152,17 +146,19 @@ impl Conns {
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let peer = origin.peer;
         let proxy = Arc::clone(&self.proxy);
         let forwarder = Arc::clone(&self.forwarder);
         let svc = service_fn(move |req| {
             let proxy = Arc::clone(&proxy);
             let forwarder = Arc::clone(&forwarder);
+            let origin = origin.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, origin, forwarder).await) }
         });
         let conn = builder.serve_connection(io, svc);
         if let Err(e) = watcher.watch(conn).await {
             self.proxy.metrics().connection_errors.inc();
-            tracing::debug!(peer = %origin.peer, error = %e, "connection ended with an error");
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
 }

@@ -400,10 +400,7 @@ fn request(
         &body,
         SystemTime::now(),
     );
-    let origin = Origin {
-        peer: record.peer,
-        tls: record.tls,
-    };
+    let origin = Origin::new(record.peer, record.tls);
     Ok((parts, body, origin))
 }
 
