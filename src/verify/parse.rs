@@ -172,14 +172,24 @@ pub(super) fn announced_algorithm(settings: Option<&[u8]>) -> Option<Algorithm> 
 
 /// Ids are logged: keep them printable and bounded.
 pub(super) fn printable_id(id: &[u8]) -> String {
-    id.iter()
-        .take(128)
-        .map(|b| {
-            if b.is_ascii_graphic() {
-                char::from(*b)
-            } else {
-                '?'
-            }
-        })
-        .collect()
+    let shown: Vec<u8> = id[..id.len().min(128)]
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() { b } else { b'?' })
+        .collect();
+    // Every byte is now printable ASCII, so this is always valid UTF-8.
+    String::from_utf8(shown).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_id;
+
+    #[test]
+    fn a_logged_id_is_printable_ascii_and_at_most_128_bytes() {
+        assert_eq!(printable_id(b"msg_2Kx"), "msg_2Kx");
+        assert_eq!(printable_id(b"a b\n\"\xc3\xa9\x7f"), "a?b?\"???");
+        let long = [b'x'; 300];
+        assert_eq!(printable_id(&long), "x".repeat(128));
+        assert_eq!(printable_id(b""), "");
+    }
 }
