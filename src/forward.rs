@@ -4,6 +4,7 @@
 //! Plain `http://` goes through hookgate's own pool ([`pool`]); `https://`
 //! and `unix:` through hyper-util's client.
 
+mod deadline;
 mod pool;
 
 use std::convert::Infallible;
@@ -25,7 +26,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
-use tower_http::timeout::DeadlineBody;
 
 use crate::config::{Upstream, UpstreamTarget};
 use crate::verify::Pass;
@@ -38,10 +38,8 @@ pub enum ForwardError {
     Timeout,
 }
 
+pub use deadline::{BodyTimeout, UpstreamBody};
 pub use pool::ResponseBody;
-
-/// The application's response body, due within `upstream.timeout` of its headers.
-pub type UpstreamBody = DeadlineBody<ResponseBody>;
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
 #[derive(Debug, Clone)]
@@ -263,7 +261,7 @@ impl Forwarder {
     /// its body after the headers must not hold the provider's connection for
     /// ever, so the whole body is due within another `upstream.timeout`.
     pub fn bounded(&self, body: ResponseBody) -> UpstreamBody {
-        DeadlineBody::new(self.timeout, body)
+        UpstreamBody::new(self.timeout, body)
     }
 }
 

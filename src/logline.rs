@@ -167,9 +167,9 @@ impl Write for Escaped<'_, '_> {
         let bytes = s.as_bytes();
         // Nearly every string has nothing to escape: a check with no early
         // exit, which the compiler vectorises, lets it through in one write.
-        let plain = bytes
-            .iter()
-            .fold(true, |plain, &b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+        let plain = bytes.iter().fold(true, |plain, &b| {
+            plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+        });
         if plain {
             return self.0.write_str(s);
         }
