@@ -305,17 +305,22 @@ impl Proxy {
         let this = Arc::clone(self);
         let route = Arc::clone(route);
         let upstream = Arc::clone(forwarder);
+        let Outgoing {
+            pass,
+            parts,
+            blocks,
+            reservation,
+            ticket,
+            origin,
+        } = out;
+        // Made here, so the future below holds the request, not its parts too.
+        let req = forwarder.request(pass, parts, blocks, &origin);
         let forward = Detach::new(async move {
             let started = Instant::now();
-            let Outgoing {
-                pass,
-                parts,
-                blocks,
-                reservation,
-                ticket,
-                origin,
-            } = out;
-            let result = upstream.forward(pass, parts, blocks, origin).await;
+            let result = match req {
+                Ok(req) => upstream.send(req).await,
+                Err(e) => Err(e),
+            };
             drop(reservation);
             if let Ok(resp) = &result {
                 route
