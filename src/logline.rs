@@ -1,5 +1,6 @@
-//! The JSON shape of a log line, written straight into tracing-subscriber's
-//! line buffer: `{"timestamp":…,"level":…,"message":…,<fields>…,"target":…}`,
+//! The JSON shape of a log line, made in a per-thread `String` and handed to
+//! tracing-subscriber's line buffer in one write:
+//! `{"timestamp":…,"level":…,"message":…,<fields>…,"target":…}`,
 //! the same keys, order and value types as tracing-subscriber's own JSON
 //! format with `flatten_event(true)` (hookgate opens no spans).
 //!
@@ -8,10 +9,11 @@
 //! writes each field as it is visited, with no intermediate value
 //! (BENCHMARKS.md: CPU per request, measured against the generic formatter).
 //! Numbers go through `itoa` and `ryu`, and the timestamp's text up to the
-//! second is made once a second per thread: `core::fmt` for those was a
-//! third of the line's cost (BENCHMARKS.md: instructions per request).
+//! second is made once a second per thread: `core::fmt` for those, and a
+//! `dyn Write` call per piece, were over half of the line's cost
+//! (BENCHMARKS.md: instructions per request).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,45 +37,63 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
-        writer.write_str(r#"{"timestamp":""#)?;
-        timestamp(&mut writer, SystemTime::now())?;
-        writer.write_str(r#"","level":""#)?;
-        writer.write_str(meta.level().as_str())?;
-        writer.write_char('"')?;
-        let mut fields = Fields {
-            out: &mut writer,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_str(r#","target":"#)?;
-        string(&mut writer, meta.target())?;
-        writer.write_str("}\n")
+        thread_local! {
+            /// The line being made, its allocation kept from line to line.
+            static LINE: Cell<String> = const { Cell::new(String::new()) };
+        }
+        // Taken, not borrowed: a value's Debug that logs in turn (a line
+        // inside a line) finds an empty one instead of a panic.
+        let mut line = LINE.take();
+        line.clear();
+        let made = json_line(&mut line, event);
+        // One write through the subscriber's `Writer` (a `dyn Write`), not
+        // one per piece.
+        let written = made.and_then(|()| writer.write_str(&line));
+        LINE.set(line);
+        written
     }
+}
+
+/// `{"timestamp":…,"level":…,<fields>…,"target":…}` and a newline.
+fn json_line(line: &mut String, event: &Event<'_>) -> fmt::Result {
+    let meta = event.metadata();
+    line.push_str(r#"{"timestamp":""#);
+    timestamp(line, SystemTime::now())?;
+    line.push_str(r#"","level":""#);
+    line.push_str(meta.level().as_str());
+    line.push('"');
+    let mut fields = Fields {
+        out: line,
+        result: Ok(()),
+    };
+    event.record(&mut fields);
+    fields.result?;
+    line.push_str(r#","target":"#);
+    string(line, meta.target())?;
+    line.push_str("}\n");
+    Ok(())
 }
 
 /// Writes each visited field as `,"name":value`.
-struct Fields<'w, 'b> {
-    out: &'w mut Writer<'b>,
+struct Fields<'w> {
+    out: &'w mut String,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
-    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+impl Fields<'_> {
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        self.result = (|| {
-            self.out.write_str(",\"")?;
-            Escaped(self.out).write_str(field.name())?;
-            self.out.write_str("\":")?;
+        self.out.push_str(",\"");
+        self.result = Escaped(self.out).write_str(field.name()).and_then(|()| {
+            self.out.push_str("\":");
             value(self.out)
-        })();
+        });
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.field(field, |w| {
             if value.is_finite() {
@@ -113,7 +133,7 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
-fn display(w: &mut Writer<'_>, value: &dyn fmt::Display) -> fmt::Result {
+fn display(w: &mut String, value: &dyn fmt::Display) -> fmt::Result {
     w.write_char('"')?;
     write!(Escaped(w), "{value}")?;
     w.write_char('"')
@@ -149,16 +169,16 @@ fn timestamp(w: &mut impl Write, now: SystemTime) -> fmt::Result {
 }
 
 /// A JSON string literal.
-fn string(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+fn string(w: &mut String, s: &str) -> fmt::Result {
     w.write_char('"')?;
     Escaped(w).write_str(s)?;
     w.write_char('"')
 }
 
 /// Escapes what it is given for the inside of a JSON string (RFC 8259 §7).
-struct Escaped<'w, 'b>(&'w mut Writer<'b>);
+struct Escaped<'w>(&'w mut String);
 
-impl Write for Escaped<'_, '_> {
+impl Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Every character to escape is ASCII, and in UTF-8 an ASCII byte is
         // always a whole character (the bytes of longer ones are all >= 0x80):
@@ -317,6 +337,24 @@ mod tests {
         assert_eq!(line["neg"], -42);
         assert_eq!(line["big"], u64::MAX);
         assert_eq!(line["yes"], true);
+    }
+
+    #[test]
+    fn a_value_that_logs_while_it_is_written_leaves_both_lines_whole() {
+        struct Loud;
+        impl fmt::Debug for Loud {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                tracing::info!(inner = 1, "nested");
+                f.write_str("loud")
+            }
+        }
+        let got = lines(|| tracing::info!(v = ?Loud, after = "x", "outer"));
+        let outer = got.iter().find(|l| l["message"] == "outer").unwrap();
+        assert_eq!(outer["v"], "loud");
+        assert_eq!(outer["after"], "x");
+        if let Some(nested) = got.iter().find(|l| l["message"] == "nested") {
+            assert_eq!(nested["inner"], 1);
+        }
     }
 
     #[test]
