@@ -87,8 +87,14 @@ impl RouteTable {
 /// percent-encoded), encoded slashes or backslashes, backslashes and empty
 /// segments. Providers never send them.
 pub fn is_clean_path(path: &str) -> bool {
-    if path.contains('\\') || path.contains("//") {
+    let bytes = path.as_bytes();
+    if bytes.contains(&b'\\') || bytes.windows(2).any(|pair| pair == b"//") {
         return false;
+    }
+    // With neither `.` nor `%` (nearly every request) there is no dot
+    // segment, plain or encoded: one pass, no segment split.
+    if !bytes.iter().any(|&b| b == b'.' || b == b'%') {
+        return true;
     }
     // A segment's parameters (`..;jsessionid=1`, `%2e%2e;`) are cut off by
     // Tomcat, Jetty and Spring before they resolve dot segments.

@@ -253,13 +253,18 @@ impl Verifier {
 
     /// The URLs to try (one, or Twilio's port variants; one empty string when
     /// the URL is not signed) and Twilio's signed form parameters.
-    fn urls_and_form(&self, input: &Input<'_>) -> Result<(Vec<String>, Vec<u8>), Rejection> {
+    fn urls_and_form(
+        &self,
+        input: &Input<'_>,
+    ) -> Result<(Cow<'static, [String]>, Vec<u8>), Rejection> {
+        /// What an unsigned URL is tried as, without an allocation per request.
+        static NO_URL: [String; 1] = [String::new()];
         let scheme = &self.scheme;
         let url = scheme.signs_url().then(|| signed_url(input));
-        let urls: Vec<String> = match &url {
-            Some(u) if scheme.signed.contains(&Part::UrlAnyPort) => port_variants(u),
-            Some(u) => vec![u.clone()],
-            None => vec![String::new()],
+        let urls = match &url {
+            Some(u) if scheme.signed.contains(&Part::UrlAnyPort) => Cow::Owned(port_variants(u)),
+            Some(u) => Cow::Owned(vec![u.clone()]),
+            None => Cow::Borrowed(&NO_URL[..]),
         };
         let form = if scheme.signed.contains(&Part::FormParams) {
             form_params(url.as_deref().unwrap_or(""), &input.body.contiguous())?
