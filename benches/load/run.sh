@@ -326,7 +326,7 @@ BASE_COUNTS=$(outcomes)
 
 RUN_ID=$(date +%s)
 CSV=$OUT/results.csv
-echo "size,conns,round,target,rps,p50_ms,p99_ms,errors,rss_peak_mib,cpu_us_per_req" >"$CSV"
+echo "size,conns,round,target,rps,p50_ms,p99_ms,errors,rss_peak_mib,cpu_us_per_req,user_us_per_req,sys_us_per_req,switches_per_req,faults_per_req" >"$CSV"
 FAIL=0
 
 # cpu_ticks PID...: user+system CPU ticks of these processes and their children processes
@@ -339,12 +339,27 @@ cpu_ticks() {
   echo "$total"
 }
 
+# proc_counts PID: "USER SYS SWITCHES FAULTS" of this process and its children (nginx's
+# workers): user and system CPU ticks apart, the context switches of all their threads,
+# voluntary (a thread that parked: a sleep and a wake-up, kernel work of their own) and not,
+# and minor page faults (memory the allocator gave back and touched again).
+proc_counts() {
+  local user=0 sys=0 cs=0 faults=0 pid u s f c
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    read -r u s f < <(awk '{print $14, $15, $10}' "/proc/$pid/stat" 2>/dev/null || echo 0 0 0)
+    c=$(cat /proc/"$pid"/task/*/status 2>/dev/null |
+      awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ {n += $2} END {print n + 0}')
+    user=$((user + u)); sys=$((sys + s)); cs=$((cs + c)); faults=$((faults + f))
+  done
+  echo "$user $sys $cs $faults"
+}
+
 # drive TARGET URL SIZE CONNS ROUND DATA: one wrk run; appends a CSV row.
 drive() {
   local target=$1 url=$2 size=$3 conns=$4 round=$5 data=$6
   local raw="$OUT/raw/${size}B-${conns}c-r${round}-${target}.txt"
   local before="" after="" rss="" pid=${PID[$target]} admin=${ADMIN[$target]:-} cpu0 cpu1
-  cpu0=$(cpu_ticks "$pid")
+  cpu0=$(proc_counts "$pid")
   # Reset the peak-RSS mark so VmHWM is this point's peak, not the run's so far (every
   # target: the floors and HAProxy also serve every point of the run).
   echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
@@ -352,13 +367,14 @@ drive() {
   timeout $((DURATION + 60)) wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s \
     -s "$HERE/bench.lua" "$url" -- "$data" "$THREADS" >"$raw" 2>&1 || {
     echo "run.sh: wrk failed against $target (see $raw)" >&2; FAIL=1; }
-  cpu1=$(cpu_ticks "$pid")
+  cpu1=$(proc_counts "$pid")
   rss=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
   [ -n "$admin" ] && after=$(outcomes "$admin")
   python3 - "$raw" "$target" "$size" "$conns" "$round" "$rss" "$CSV" "${before:-}" "${after:-}" \
-    "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'EOF'
+    "$cpu0" "$cpu1" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
-raw, target, size, conns, rnd, rss, csv, before, after, ticks, hz = sys.argv[1:12]
+raw, target, size, conns, rnd, rss, csv, before, after, c0, c1, hz = sys.argv[1:13]
+user, sys_ticks, switches, faults = (b - a for a, b in zip(map(int, c0.split()), map(int, c1.split())))
 line = next((l for l in open(raw) if l.startswith("RESULT ")), None)
 if line is None:
     print(f"run.sh: no result from wrk against {target}", file=sys.stderr)
@@ -385,10 +401,12 @@ if before and after:
         notes.append(f"hookgate forwarded {fwd} < {r['requests']} responses wrk counted")
         errors += r["requests"] - fwd
 rps = r["requests"] / (r["duration_us"] / 1e6)
-cpu_us = int(ticks) / int(hz) * 1e6 / max(r["requests"], 1)
+n = max(r["requests"], 1)
+us = lambda ticks: ticks / int(hz) * 1e6 / n
 with open(csv, "a") as f:
     f.write(f"{size},{conns},{rnd},{target},{rps:.0f},{r['p50_us'] / 1000:.3f},"
-            f"{r['p99_us'] / 1000:.3f},{errors},{rss},{cpu_us:.1f}\n")
+            f"{r['p99_us'] / 1000:.3f},{errors},{rss},{us(user + sys_ticks):.1f},"
+            f"{us(user):.1f},{us(sys_ticks):.1f},{switches / n:.3f},{faults / n:.3f}\n")
 for n in notes:
     print(f"   {target}: {n}", file=sys.stderr)
 sys.exit(1 if errors else 0)
@@ -766,6 +784,20 @@ for size, conns in points:
         print(f"{label:>6} {conns:>5} {t:>12} | {m['rps']:>8.0f} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
               f"{m['cpu_us_per_req']:>10.1f} {m['rss_peak_mib']:>12.1f} {errs(t, size, conns):>6} | "
               f"{ratios}")
+# Where each target's CPU goes: user and kernel time apart, and how often its threads were
+# switched out (each voluntary switch is a thread that parked and was woken again), and its
+# minor page faults.
+print()
+hdr = f"{'body':>6} {'conns':>5} {'target':>12} | {'user us/req':>11} {'sys us/req':>10} {'switches/req':>12} {'faults/req':>10}"
+print(hdr)
+print("-" * len(hdr))
+for size, conns in points:
+    label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
+    for t in targets:
+        m = {k: med(t, size, conns, k)
+             for k in ("user_us_per_req", "sys_us_per_req", "switches_per_req", "faults_per_req")}
+        print(f"{label:>6} {conns:>5} {t:>12} | {m['user_us_per_req']:>11.1f} "
+              f"{m['sys_us_per_req']:>10.1f} {m['switches_per_req']:>12.3f} {m['faults_per_req']:>10.3f}")
 EOF
 if [ "$SMOKE" = 1 ]; then
   # A tiny queue check: 2 s of queued acceptance with the app down, then the drain.
