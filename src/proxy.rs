@@ -262,11 +262,12 @@ impl Proxy {
     ) -> Result<Decided, (End, Option<String>)> {
         match verdict {
             Ok(verified) => {
-                let message_id = verified.message_id().map(str::to_string);
                 let claimed =
                     dedup::claim(&self.store, runtime.on_store_error, route, &verified).await;
+                let pass = verified.pass();
+                let message_id = verified.into_message_id();
                 match claimed {
-                    Ok(ticket) => Ok((verified.pass(), ticket, message_id)),
+                    Ok(ticket) => Ok((pass, ticket, message_id)),
                     Err(Repeat::Duplicate) => Err((End::Duplicate, message_id)),
                     Err(Repeat::Refused(reason)) => Err((End::Rejected(reason), message_id)),
                 }

@@ -119,6 +119,11 @@ impl Verified {
         self.message_id.as_deref()
     }
 
+    /// The message id, kept for the request's log line once the rest is used.
+    pub fn into_message_id(self) -> Option<String> {
+        self.message_id
+    }
+
     /// What the replay store deduplicates on: the signed id where the provider
     /// signs one, otherwise a hash of what was authenticated (the MAC or
     /// signature; for a bare token, the body).
