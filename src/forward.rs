@@ -594,8 +594,16 @@ mod tests {
             assert!(is_hop_by_hop(name), "{name}");
         }
         let off = [
-            "tk", "svix-id", "warning", "user-agent", "set-cookie", "x-forwarded-host",
-            "content-location", "x-hookgate-route", "if-modified-since", "www-authenticate",
+            "tk",
+            "svix-id",
+            "warning",
+            "user-agent",
+            "set-cookie",
+            "x-forwarded-host",
+            "content-location",
+            "x-hookgate-route",
+            "if-modified-since",
+            "www-authenticate",
         ];
         for name in off {
             assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
