@@ -306,16 +306,9 @@ impl Proxy {
         let this = Arc::clone(self);
         let route = Arc::clone(route);
         let upstream = Arc::clone(forwarder);
-        let Outgoing {
-            pass,
-            parts,
-            blocks,
-            reservation,
-            ticket,
-            origin,
-        } = out;
         // Made here, so the future below holds the request, not its parts too.
-        let req = forwarder.request(pass, parts, blocks, &origin);
+        let req = forwarder.request(out.pass, out.parts, out.blocks, &out.origin);
+        let (reservation, ticket) = (out.reservation, out.ticket);
         let forward = Detach::new(async move {
             let started = Instant::now();
             let result = match req {

@@ -112,7 +112,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_body_ends_in_an_error_at_its_deadline_not_later() {
-        let stalling = Stalling(Some(Bytes::from_static(b"part")));
+        let stalling = Scripted::stalling(Bytes::from_static(b"part"));
         let mut body = Deadline::new(Duration::from_secs(5), stalling);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(
@@ -128,7 +128,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn once_armed_the_deadline_holds_even_for_a_body_that_is_ready() {
-        let mut body = Deadline::new(Duration::from_secs(5), Hesitant(false));
+        let mut body = Deadline::new(Duration::from_secs(5), Scripted::hesitant());
         // Not ready the first time: the timer is armed.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
@@ -142,29 +142,33 @@ mod tests {
         assert!(err.is::<BodyTimeout>(), "{err}");
     }
 
-    /// Not ready the first time it is polled, then a frame every time.
-    struct Hesitant(bool);
+    /// Answers its polls from a script, `None` for "not ready" and `Some` for a
+    /// frame; once the script is played, `then` on every poll (a frame for
+    /// ever, or never ready again).
+    struct Scripted {
+        script: std::collections::VecDeque<Option<Bytes>>,
+        then: Option<Bytes>,
+    }
 
-    impl Body for Hesitant {
-        type Data = Bytes;
-        type Error = Infallible;
+    impl Scripted {
+        /// Not ready the first time it is polled, then a frame every time.
+        fn hesitant() -> Self {
+            Scripted {
+                script: [None].into(),
+                then: Some(Bytes::from_static(b"more")),
+            }
+        }
 
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            if std::mem::replace(&mut self.0, true) {
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"more")))))
-            } else {
-                Poll::Pending
+        /// One frame, then nothing for ever.
+        fn stalling(first: Bytes) -> Self {
+            Scripted {
+                script: [Some(first)].into(),
+                then: None,
             }
         }
     }
 
-    /// One frame, then nothing for ever.
-    struct Stalling(Option<Bytes>);
-
-    impl Body for Stalling {
+    impl Body for Scripted {
         type Data = Bytes;
         type Error = Infallible;
 
@@ -172,7 +176,11 @@ mod tests {
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            match self.0.take() {
+            let step = match self.script.pop_front() {
+                Some(step) => step,
+                None => self.then.clone(),
+            };
+            match step {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Poll::Pending,
             }
