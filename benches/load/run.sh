@@ -329,16 +329,6 @@ CSV=$OUT/results.csv
 echo "size,conns,round,target,rps,p50_ms,p99_ms,errors,rss_peak_mib,cpu_us_per_req,user_us_per_req,sys_us_per_req,switches_per_req,faults_per_req" >"$CSV"
 FAIL=0
 
-# cpu_ticks PID...: user+system CPU ticks of these processes and their children processes
-# (nginx's workers); on a noisy shared box, CPU per request is steadier than req/s.
-cpu_ticks() {
-  local total=0 pid
-  for pid in "$@" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
-
 # proc_counts PID: "USER SYS SWITCHES FAULTS" of this process and its children (nginx's
 # workers): user and system CPU ticks apart, the context switches of all their threads,
 # voluntary (a thread that parked: a sleep and a wake-up, kernel work of their own) and not,
@@ -352,6 +342,14 @@ proc_counts() {
     user=$((user + u)); sys=$((sys + s)); cs=$((cs + c)); faults=$((faults + f))
   done
   echo "$user $sys $cs $faults"
+}
+
+# cpu_ticks PID: user+system CPU ticks of the process and its children; on a noisy shared
+# box, CPU per request is steadier than req/s.
+cpu_ticks() {
+  local user sys
+  read -r user sys _ < <(proc_counts "$1")
+  echo $((user + sys))
 }
 
 # drive TARGET URL SIZE CONNS ROUND DATA: one wrk run; appends a CSV row.
