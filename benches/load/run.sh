@@ -21,6 +21,11 @@
 #          only the work a verifying, deduplicating, logging gateway cannot skip (the Svix check,
 #          a claim and a settle in one shared LRU of ids, a JSON log line batched to stderr): the
 #          measured lower bound of the work hookgate's design requires per request.
+#          --raw: also run the same two without hyper, on the purpose-built HTTP/1.1 path in
+#          examples/floor/raw.rs (one buffer per connection, heads parsed in place by httparse, no
+#          header map, body channel or second task): "raw" and "raw+verify", what a data path of
+#          nginx's shape costs here, with and without the same verifying work; and "rawup", hyper's
+#          server in front of that path's upstream exchange (which half the difference is in).
 #          --before BIN: also run another hookgate binary (e.g. the previous commit's) as a
 #          fourth target, "before", in the same alternation: before/after in one run.
 #          --queue: instead of the table, durable delivery (BENCHMARKS.md "Durable delivery:
@@ -46,7 +51,7 @@ OUT=$HERE/out
 . "$HERE/common.sh"
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0
+STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 RAW=0
 QUEUE=0 QROUTES=16 QCONC=16
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -63,10 +68,11 @@ while [ $# -gt 0 ]; do
     --soak) SOAK=$2; shift ;;
     --before) BEFORE=$2; shift ;;
     --floor) FLOOR=1 ;;
+    --raw) RAW=1 ;;
     --queue) QUEUE=1 ;;
     --queue-routes) QROUTES=$2; shift ;;
     --queue-concurrency) QCONC=$2; shift ;;
-    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -92,7 +98,7 @@ else
   timeout 1800 cargo build --release --locked --bin hookgate
   HOOKGATE=$PWD/target/release/hookgate
 fi
-if [ "$FLOOR" = 1 ]; then
+if [ "$FLOOR" = 1 ] || [ "$RAW" = 1 ]; then
   timeout 1800 cargo build --release --locked --example floor
 fi
 if [ -n "$BEFORE" ]; then
@@ -104,7 +110,8 @@ mkdir -p "$OUT/raw" "$OUT/nginx-up" "$OUT/nginx-proxy" "$OUT/haproxy" "$OUT/ngin
 OUT=$(cd "$OUT" && pwd)
 
 read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT \
-  QG_PORT QG_ADMIN_PORT APP_PORT FV_PORT <<<"$(free_ports 13)"
+  QG_PORT QG_ADMIN_PORT APP_PORT FV_PORT RW_PORT RV_PORT \
+  RU_PORT <<<"$(free_ports 16)"
 
 # ---- the upstream: nginx answering 200 to everything (common.sh) ----
 upstream_config "$OUT/nginx-up" "$UP_PORT"
@@ -259,6 +266,24 @@ if [ "$FLOOR" = 1 ]; then
   PIDS+=("$FV_PID")
   wait_port "$FV_PORT" floor+verify "$FV_PID"
 fi
+RV_PID=""
+if [ "$RAW" = 1 ]; then
+  target/release/examples/floor "127.0.0.1:$RW_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    raw 2>"$OUT/raw.log" &
+  RW_PID=$!
+  PIDS+=("$RW_PID")
+  wait_port "$RW_PORT" raw "$RW_PID"
+  target/release/examples/floor "127.0.0.1:$RV_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    raw+verify 2>"$OUT/raw+verify.log" &
+  RV_PID=$!
+  PIDS+=("$RV_PID")
+  wait_port "$RV_PORT" raw+verify "$RV_PID"
+  target/release/examples/floor "127.0.0.1:$RU_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    rawup 2>"$OUT/rawup.log" &
+  RU_PID=$!
+  PIDS+=("$RU_PID")
+  wait_port "$RU_PORT" rawup "$RU_PID"
+fi
 
 # Each target: its URL, the process whose CPU is counted, and (hookgate only) its admin port.
 declare -A URL PID ADMIN
@@ -274,6 +299,12 @@ if [ "$FLOOR" = 1 ]; then
   URL[floor]="http://127.0.0.1:$FL_PORT/webhooks/svix"; PID[floor]=$FL_PID
   URL[floor+verify]="http://127.0.0.1:$FV_PORT/webhooks/svix"; PID[floor+verify]=$FV_PID
   TARGETS="$TARGETS floor floor+verify"
+fi
+if [ "$RAW" = 1 ]; then
+  URL[raw]="http://127.0.0.1:$RW_PORT/webhooks/svix"; PID[raw]=$RW_PID
+  URL[raw+verify]="http://127.0.0.1:$RV_PORT/webhooks/svix"; PID[raw+verify]=$RV_PID
+  URL[rawup]="http://127.0.0.1:$RU_PORT/webhooks/svix"; PID[rawup]=$RU_PID
+  TARGETS="$TARGETS raw raw+verify rawup"
 fi
 
 # hookgate's outcome counters, so each point checks what it did, not only what wrk saw.
@@ -291,8 +322,9 @@ EOF
 }
 
 # A genuine request is forwarded, a forged one refused and a repeat answered as a duplicate:
-# every verifying target (floor+verify too; not nginx or the bare floor) really verifies here.
-for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"}; do
+# every verifying target (floor+verify and raw+verify too; not nginx or the bare floors) really
+# verifies here.
+for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"} ${RV_PID:+"$RV_PORT"}; do
 python3 - "$port" "$SECRET" <<'EOF'
 import base64, hashlib, hmac, sys, time, urllib.error, urllib.request
 port, secret = sys.argv[1], sys.argv[2]
@@ -381,8 +413,8 @@ r = json.loads(line[len("RESULT "):])
 errors = (r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"]
           + r["timeouts"])
 notes = []
-if r["ids_wrapped"] and target not in ("nginx", "floor"):
-    # hookgate, HAProxy and floor+verify remember ids; nginx and the bare floor answer a
+if r["ids_wrapped"] and target not in ("nginx", "floor", "raw", "rawup"):
+    # hookgate, HAProxy, floor+verify and raw+verify remember ids; nginx and the bare floors answer a
     # repeated one like any other.
     notes.append(f"ids ran out and repeated ({r['ids_wrapped']} wraps): raise --id-rate")
     errors += r["ids_wrapped"]
