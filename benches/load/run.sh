@@ -15,7 +15,7 @@
 #          then hold 80% of it for SECS seconds (paced by soak.lua), sampling hookgate's RSS
 #          every second; fails on any error or if RSS over the last half strays more than 10%
 #          from its mean.
-#          --floor: also run examples/floor.rs (hyper + tokio in hookgate's process shape) as two
+#          --floor: also run examples/floor/ (hyper + tokio in hookgate's process shape) as two
 #          targets: "floor", forwarding with no verification, store, limits, metrics or log (what
 #          hyper itself costs here, the floor under hookgate), and "floor+verify", the same plus
 #          only the work a verifying, deduplicating, logging gateway cannot skip (the Svix check,
