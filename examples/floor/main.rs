@@ -114,7 +114,13 @@ fn gate_from_env() -> Result<&'static Gate, Box<dyn std::error::Error>> {
     Ok(Box::leak(Box::new(Gate::from_env()?)))
 }
 
-fn worker(listener: std::net::TcpListener, upstream: &'static str, gate: Option<&'static Gate>) {
+/// One worker: a current_thread runtime accepting from its clone of the
+/// listener, every connection (`TCP_NODELAY` set) served by a task of its own.
+fn accept_loop<F, Fut>(listener: std::net::TcpListener, mut serve: F)
+where
+    F: FnMut(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -125,76 +131,78 @@ fn worker(listener: std::net::TcpListener, upstream: &'static str, gate: Option<
         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
             return;
         };
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        let client: Upstream = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1024)
-            .build(http);
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let client = client.clone();
-            let conn = hyper::server::conn::http1::Builder::new();
-            let io = TokioIo::new(stream);
-            // Two tasks, not one with a branch inside: the bare floor's stays
-            // exactly what it was.
-            match gate {
-                None => tokio::spawn(async move {
-                    let svc = service_fn(move |req| forward(client.clone(), upstream, req));
-                    let _ = conn.serve_connection(io, svc).await;
-                }),
-                Some(gate) => tokio::spawn(async move {
-                    let svc =
-                        service_fn(move |req| serve_verified(gate, client.clone(), upstream, req));
-                    let _ = conn.serve_connection(io, svc).await;
-                }),
-            };
+            tokio::spawn(serve(stream));
         }
     });
 }
 
+/// One client connection on hyper's HTTP/1.1 server.
+async fn serve_h1<S>(stream: tokio::net::TcpStream, svc: S)
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Either<Incoming, Full<Bytes>>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new();
+    let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+}
+
+/// The hyper floors' worker: hyper's server, hyper-util's pooled client.
+fn worker(listener: std::net::TcpListener, upstream: &'static str, gate: Option<&'static Gate>) {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    let client: Upstream = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1024)
+        .build(http);
+    // Two loops, not one with a branch inside: the bare floor's stays exactly
+    // what it was.
+    match gate {
+        None => accept_loop(listener, move |stream| {
+            let client = client.clone();
+            let svc = service_fn(move |req| forward(client.clone(), upstream, req));
+            serve_h1(stream, svc)
+        }),
+        Some(gate) => accept_loop(listener, move |stream| {
+            let client = client.clone();
+            let svc = service_fn(move |req| serve_verified(gate, client.clone(), upstream, req));
+            serve_h1(stream, svc)
+        }),
+    }
+}
+
 /// The hybrid's worker: hyper's server, the purpose-built upstream exchange.
 fn rawup_worker(listener: std::net::TcpListener, upstream: &'static str) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-            return;
-        };
-        let pool = std::sync::Arc::new(rawup::AppPool::new(upstream));
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let pool = pool.clone();
-            let conn = hyper::server::conn::http1::Builder::new();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let pool = pool.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        Ok::<_, Infallible>(match pool.send(&parts, &body).await {
-                            Ok(resp) => resp.map(|b| Either::Right(Full::new(b))),
-                            Err(_) => answer(StatusCode::BAD_GATEWAY, b""),
-                        })
-                    }
-                });
-                let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
+    let pool = std::sync::Arc::new(rawup::AppPool::new(upstream));
+    accept_loop(listener, move |stream| {
+        let pool = pool.clone();
+        let svc = service_fn(move |req| forward_rawup(pool.clone(), req));
+        serve_h1(stream, svc)
     });
+}
+
+/// The hybrid: the body read whole, then exchanged on the worker's own pool.
+async fn forward_rawup(
+    pool: std::sync::Arc<rawup::AppPool>,
+    req: Request<Incoming>,
+) -> Result<Reply, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = whole(body).await;
+    Ok(match pool.send(&parts, &body).await {
+        Ok(resp) => resp.map(|b| Either::Right(Full::new(b))),
+        Err(_) => answer(StatusCode::BAD_GATEWAY, b""),
+    })
+}
+
+/// A request body read whole (empty if it broke off: the floors do not judge).
+async fn whole(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 /// The bare floor: the body read whole, then forwarded.
@@ -204,11 +212,7 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = whole(body).await;
     match send(&client, upstream, parts, body).await {
         Ok(resp) => Ok(resp.map(Either::Left)),
         Err(_) => Ok(answer(StatusCode::BAD_GATEWAY, b"")),

@@ -32,37 +32,22 @@ pub(crate) const MAX_HEADERS: usize = 64;
 /// Free space a read is given.
 const READ_SPACE: usize = 16 * 1024;
 
-/// One worker: a current_thread runtime accepting from its clone of the listener.
+/// One worker: every client connection served by a task of its own.
 pub(crate) fn worker(
     listener: std::net::TcpListener,
     upstream: &'static str,
     gate: Option<&'static Gate>,
 ) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    rt.block_on(async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-            return;
+    crate::accept_loop(listener, move |client| {
+        let conn = Conn {
+            client,
+            app: None,
+            upstream,
+            buf: Vec::with_capacity(READ_SPACE),
+            out: Vec::with_capacity(READ_SPACE),
+            resp: Vec::with_capacity(READ_SPACE),
         };
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let conn = Conn {
-                client,
-                app: None,
-                upstream,
-                buf: Vec::with_capacity(READ_SPACE),
-                out: Vec::with_capacity(READ_SPACE),
-                resp: Vec::with_capacity(READ_SPACE),
-            };
-            tokio::spawn(conn.run(gate));
-        }
+        conn.run(gate)
     });
 }
 
