@@ -828,19 +828,20 @@ for size, conns in points:
              for k in ("user_us_per_req", "sys_us_per_req", "switches_per_req", "faults_per_req")}
         print(f"{label:>6} {conns:>5} {t:>12} | {m['user_us_per_req']:>11.1f} "
               f"{m['sys_us_per_req']:>10.1f} {m['switches_per_req']:>12.3f} {m['faults_per_req']:>10.3f}")
-# Each target against nginx round by round: a round's targets run back to back, so its
-# ratios are the comparison the box's noise spares most (a ratio of two medians above can
-# pair a fast round of one target with a slow round of the other). The median of the
-# per-round ratios is the figure BENCHMARKS.md quotes against the targets.
+# Each target against nginx (and hookgate against the verifying HAProxy) round by round:
+# a round's targets run back to back, so its ratios are the comparison the box's noise
+# spares most (a ratio of two medians above can pair a fast round of one target with a
+# slow round of the other). The median of the per-round ratios is the figure BENCHMARKS.md
+# quotes against the targets.
 rounds = sorted({int(r["round"]) for r in rows})
 if "nginx" in targets and len(rounds) > 1:
-    def per_round(target, size, conns, key):
+    def per_round(target, size, conns, key, base="nginx"):
         out = []
         for n in rounds:
             pick = {r["target"]: float(r[key]) for r in rows if int(r["round"]) == n
                     and int(r["size"]) == size and int(r["conns"]) == conns and r[key] != ""}
-            if target in pick and pick.get("nginx"):
-                out.append(pick[target] / pick["nginx"])
+            if target in pick and pick.get(base):
+                out.append(pick[target] / pick[base])
         return out
     def show(vals):
         each = " ".join(f"{v:.2f}" for v in vals)
@@ -856,6 +857,9 @@ if "nginx" in targets and len(rounds) > 1:
                 continue
             print(f"{label:>6} {conns:>5} {t:>12} | {show(per_round(t, size, conns, 'rps'))}; "
                   f"{show(per_round(t, size, conns, 'cpu_us_per_req'))}")
+        if "haproxy" in targets:
+            vs = show(per_round("hookgate", size, conns, "rps", base="haproxy"))
+            print(f"{label:>6} {conns:>5} {'hookgate':>12} | x haproxy, round by round: req/s {vs}")
 EOF
 if [ "$SMOKE" = 1 ]; then
   # A tiny queue check: 2 s of queued acceptance with the app down, then the drain.
