@@ -6,6 +6,7 @@
 
 mod deadline;
 mod pool;
+mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,7 +40,7 @@ pub enum ForwardError {
 }
 
 pub use deadline::{BodyTimeout, UpstreamBody};
-pub use pool::ResponseBody;
+pub use pool::{BodyError, ResponseBody};
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
 #[derive(Debug, Clone)]
@@ -199,7 +200,7 @@ impl Forwarder {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let uri = match &self.pool {
-            // `conn::http1` writes the URI as it is: origin-form.
+            // The plain-HTTP pool writes the URI as it is: origin-form.
             Pool::Http(_) => Uri::from(path_and_query),
             // hyper-util's client wants the absolute URI (it writes origin-form).
             Pool::Tcp(_) | Pool::Unix(_) => {
@@ -306,6 +307,14 @@ impl Outgoing {
             blocks: blocks.into_iter(),
             remaining,
         }
+    }
+}
+
+impl Outgoing {
+    /// The blocks not yet sent, in order (all of them, for the plain-HTTP pool,
+    /// which writes them itself).
+    pub(crate) fn blocks(&self) -> &[Bytes] {
+        self.blocks.as_slice()
     }
 }
 

@@ -1,40 +1,43 @@
 //! The keep-alive pool for a plain `http://` upstream: one per worker (one per
-//! [`Forwarder`](super::Forwarder)), HTTP/1.1 connections driven directly on
-//! `hyper::client::conn::http1`, and the response body that hands its
-//! connection back when it ends.
+//! [`Forwarder`](super::Forwarder)), HTTP/1.1 connections driven by the
+//! request's own task ([`super::wire`] writes and reads them), and the response
+//! body that hands its connection back when it ends.
 //!
-//! Hand-written on the hot path because hyper-util's legacy `Client` spends
-//! about 1.1 µs of a ~28 µs request on its own bookkeeping: the pool checkout
-//! future, the `Pooled` drop, a `Client` clone per request (the lazy connect
-//! future) and a task spawned per request only to wait until the HTTP/1
-//! connection is ready again and put it back in the pool. Here a connection
-//! goes back to the idle list from the response body itself, when the body
-//! reaches its end, with no task and no clone of a client. Measured
-//! (`run.sh --before <hyper-util build> --sizes 1024 --conns "50 256" --rounds 3`,
-//! BENCHMARKS.md): 0.88× the CPU per request at 50 connections and 0.83× at
-//! 256 (medians; 5 of 6 rounds lower), 1.09× and 1.16× the rate.
+//! Hand-written on the hot path, twice measured. hyper-util's legacy
+//! `Client` spent about 1.1 µs of a ~28 µs request on its own bookkeeping
+//! (pool checkout future, a task per request to return the connection), so
+//! this pool replaced it, first over `hyper::client::conn::http1`: 0.88× the
+//! CPU per request. That client connection still ran as a task of its own,
+//! with a dispatch channel to the request and a body channel back, and cost
+//! a sixth of a proxied request more than writing and reading the connection
+//! here (BENCHMARKS.md, runs I and P): the request goes out in one vectored
+//! write from the task that verified it, and the response is read by that
+//! task, then by the response body as hyper's server asks for it.
 //!
 //! Kept to what a reverse proxy to one application needs: one host, HTTP/1.1
 //! only, a LIFO idle list (the warmest connection first) of at most
-//! [`MAX_IDLE`] connections, none reused after [`IDLE_TIMEOUT`] idle, and one
-//! retry on a fresh connection of a request that a reused connection handed
-//! back unsent (the application closed it as it was picked, as Node does to
-//! keep-alive connections idle for 5 s). `https://` and `unix:` upstreams
-//! stay on hyper-util's client.
+//! [`MAX_IDLE`] connections, none reused after [`IDLE_TIMEOUT`] idle or once
+//! the application has closed it (seen without a system call: the runtime
+//! has marked it readable), and one retry on a fresh connection of a request
+//! that could not be written at all on a reused one. A request that was
+//! written, even in part, is never sent twice. `https://` and `unix:`
+//! upstreams stay on hyper-util's client.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response};
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::wire::{self, Decoder, Parsed, Step, WireError};
 use super::Outgoing;
 
 /// Idle connections kept at most (hyper-util's `pool_max_idle_per_host` was 1024).
@@ -43,6 +46,11 @@ const MAX_IDLE: usize = 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// TCP keepalive probes start after this long without traffic.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// A response head, interim ones included, at most (larger is a 502).
+const MAX_HEAD: usize = 64 * 1024;
+/// Room made in a connection's buffer before each read (hyper's first read
+/// buffer was 8 KiB too).
+const READ_SPACE: usize = 8 * 1024;
 
 /// Why a request got no response from the application.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +60,48 @@ pub(crate) enum Failed {
     #[error("connect: no connection within {0:?}")]
     ConnectTimeout(Duration),
     #[error("{0}")]
-    Http(hyper::Error),
+    Io(std::io::Error),
+    #[error("{0}")]
+    Wire(WireError),
+}
+
+/// One connection to the application and the bytes read from it that are
+/// not yet consumed (none while it is idle).
+struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Whether an idle connection can carry a request: no end of stream and
+    /// no stray bytes arrived while it was idle. The runtime's readiness says
+    /// whether anything arrived at all, so the usual answer takes no system
+    /// call; the noop waker registers no interest that anyone waits on.
+    fn usable(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads what the application has sent into the buffer; 0 at its end.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.buf.reserve(READ_SPACE);
+        self.stream.read_buf(&mut self.buf).await
+    }
+}
+
+/// How an attempt failed: before any of the request was written (it may go
+/// again on another connection) or after.
+enum Attempt {
+    Unsent(Failed),
+    Sent(Failed),
 }
 
 /// The pool of one plain-HTTP upstream.
@@ -69,7 +118,7 @@ struct Shared {
 }
 
 struct Idle {
-    sender: SendRequest<Outgoing>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -86,63 +135,84 @@ impl HttpPool {
         }
     }
 
-    /// Sends `req` (origin-form, with its `Host`) on an idle connection or a
-    /// new one; the response's body returns the connection when it ends.
+    /// Sends `req` (origin-form, with its `Host` and `Content-Length`) on an
+    /// idle connection or a new one; the response's body returns the
+    /// connection when it ends.
     pub(crate) async fn send(
         &self,
         req: Request<Outgoing>,
     ) -> Result<Response<ResponseBody>, Failed> {
-        match self.shared.checkout() {
-            Some(sender) => self.send_reused(sender, req).await,
-            None => self.send_fresh(req).await,
-        }
+        let idle = self.shared.checkout();
+        self.send_on(idle, req).await
     }
 
-    /// On a connection that has served before, which may have closed as it
-    /// was picked: a request it hands back unsent goes once more, on a
-    /// connection of its own (as hyper-util's `retry_canceled_requests`). A
-    /// request that was sent is never sent twice.
-    async fn send_reused(
+    /// Sends on `idle`, a connection that has served before, if there is
+    /// one, and on a new connection if there is none or nothing could be
+    /// written on it.
+    async fn send_on(
         &self,
-        mut sender: SendRequest<Outgoing>,
+        idle: Option<Conn>,
         req: Request<Outgoing>,
     ) -> Result<Response<ResponseBody>, Failed> {
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok(self.lease(resp, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(req) => {
-                    tracing::debug!("upstream: idle connection closed as it was picked; retrying");
-                    drop(sender);
-                    // Boxed: the rare retry's state would otherwise widen
-                    // every forward's future by ~900 bytes.
-                    Box::pin(self.send_fresh(req)).await
+        let (parts, body) = req.into_parts();
+        let mut head = Vec::with_capacity(512);
+        let blocks = body.blocks();
+        wire::encode_head(&parts, body.size_hint().exact().unwrap_or(0), &mut head);
+        let head_request = parts.method == Method::HEAD;
+        if let Some(conn) = idle {
+            match self.exchange(conn, &head, blocks, head_request).await {
+                Ok(resp) => return Ok(resp),
+                Err(Attempt::Sent(e)) => return Err(e),
+                Err(Attempt::Unsent(e)) => {
+                    tracing::debug!(error = %e, "upstream: idle connection closed as it was picked; retrying");
                 }
-                None => Err(Failed::Http(e.into_error())),
-            },
+            }
+        }
+        let conn = self.shared.connect().await?;
+        match self.exchange(conn, &head, blocks, head_request).await {
+            Ok(resp) => Ok(resp),
+            Err(Attempt::Unsent(e) | Attempt::Sent(e)) => Err(e),
         }
     }
 
-    async fn send_fresh(&self, req: Request<Outgoing>) -> Result<Response<ResponseBody>, Failed> {
-        let mut sender = self.shared.connect().await?;
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok(self.lease(resp, sender)),
-            Err(e) => Err(Failed::Http(e.into_error())),
-        }
-    }
-
-    fn lease(
+    /// Writes the request and reads the response head on `conn`.
+    async fn exchange(
         &self,
-        resp: Response<Incoming>,
-        sender: SendRequest<Outgoing>,
-    ) -> Response<ResponseBody> {
-        let lease = Lease {
-            sender,
-            pool: Arc::clone(&self.shared),
+        mut conn: Conn,
+        head: &[u8],
+        blocks: &[Bytes],
+        head_request: bool,
+    ) -> Result<Response<ResponseBody>, Attempt> {
+        write_request(&mut conn.stream, head, blocks).await?;
+        let head = loop {
+            match wire::parse_response(&conn.buf, head_request) {
+                Ok(Some(Parsed::Interim(len))) => conn.buf.advance(len),
+                Ok(Some(Parsed::Final(head))) => break head,
+                Ok(None) if conn.buf.len() >= MAX_HEAD => {
+                    return Err(Attempt::Sent(Failed::Wire(WireError::Field(
+                        "head too large",
+                    ))))
+                }
+                Ok(None) => match conn.read_more().await {
+                    Ok(0) => return Err(Attempt::Sent(Failed::Wire(WireError::Incomplete))),
+                    Ok(_) => {}
+                    Err(e) => return Err(Attempt::Sent(Failed::Io(e))),
+                },
+                Err(e) => return Err(Attempt::Sent(Failed::Wire(e))),
+            }
         };
-        resp.map(|inner| ResponseBody {
-            inner,
-            lease: Some(lease),
-        })
+        conn.buf.advance(head.len);
+        let body = ResponseBody::direct(Direct {
+            conn: Some(conn),
+            decoder: Decoder::new(head.framing),
+            reusable: head.reusable,
+            pool: Arc::clone(&self.shared),
+        });
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
     }
 
     #[cfg(test)]
@@ -151,38 +221,50 @@ impl HttpPool {
     }
 }
 
+/// The head and body in vectored writes. Nothing written: the attempt may
+/// be made again on another connection.
+async fn write_request(
+    stream: &mut TcpStream,
+    head: &[u8],
+    blocks: &[Bytes],
+) -> Result<(), Attempt> {
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(1 + blocks.len());
+    slices.push(IoSlice::new(head));
+    slices.extend(
+        blocks
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| IoSlice::new(b)),
+    );
+    let mut left = &mut slices[..];
+    let mut written = 0usize;
+    while !left.is_empty() {
+        let failed = match stream.write_vectored(left).await {
+            Ok(0) => std::io::Error::from(std::io::ErrorKind::WriteZero),
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut left, n);
+                continue;
+            }
+            Err(e) => e,
+        };
+        return Err(if written == 0 {
+            Attempt::Unsent(Failed::Io(failed))
+        } else {
+            Attempt::Sent(Failed::Io(failed))
+        });
+    }
+    Ok(())
+}
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The newest idle connection that is still open and ready to send. One
-    /// that is open but not ready yet (its connection task has not run since
-    /// its response ended, or its request body is still going out to an app
-    /// that answered early) is not waited for: it goes back behind the
-    /// others, for a later request once it is ready, and this one takes the
-    /// next or a new connection, as hyper-util never hands out an unready one.
-    fn checkout(&self) -> Option<SendRequest<Outgoing>> {
-        let mut unready = Vec::new();
-        let found = loop {
-            match self.pop() {
-                None => break None,
-                Some(idle) if idle.sender.is_ready() => break Some(idle.sender),
-                Some(idle) => unready.push(idle),
-            }
-        };
-        if !unready.is_empty() {
-            let mut idle = self.lock();
-            for entry in unready.into_iter().rev() {
-                idle.push_front(entry);
-            }
-        }
-        found
-    }
-
-    /// Pops the newest idle connection that is young enough and not closed;
+    /// The newest idle connection that is young enough and still usable;
     /// the others go (dropped outside the lock).
-    fn pop(&self) -> Option<Idle> {
+    fn checkout(&self) -> Option<Conn> {
         let mut now = None;
         loop {
             let mut idle = self.lock();
@@ -196,17 +278,14 @@ impl Shared {
                 return None;
             }
             drop(idle);
-            if !entry.sender.is_closed() {
-                return Some(entry);
+            if entry.conn.usable() {
+                return Some(entry.conn);
             }
         }
     }
 
-    /// Puts a sender whose response has ended back on the idle list.
-    fn checkin(&self, sender: SendRequest<Outgoing>) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Puts a connection whose response has ended back on the idle list.
+    fn checkin(&self, conn: Conn) {
         let now = Instant::now();
         let mut idle = self.lock();
         // The oldest make room, and the stale go while the list is in hand
@@ -220,12 +299,12 @@ impl Shared {
             }
             Some(_) | None => None,
         };
-        idle.push_back(Idle { sender, since: now });
+        idle.push_back(Idle { conn, since: now });
         drop(idle);
         drop(evicted);
     }
 
-    async fn connect(&self) -> Result<SendRequest<Outgoing>, Failed> {
+    async fn connect(&self) -> Result<Conn, Failed> {
         let connecting = TcpStream::connect(self.addr.as_str());
         let stream = tokio::time::timeout(self.connect_timeout, connecting)
             .await
@@ -240,88 +319,166 @@ impl Shared {
         if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
             tracing::warn!(error = %e, "upstream: tcp set_keepalive error");
         }
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(Failed::Http)?;
         tracing::trace!(addr = %self.addr, "upstream: new connection");
-        // On the current worker's runtime, as the requests that use it.
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Conn {
+            stream,
+            buf: BytesMut::new(),
+        })
     }
 }
 
-/// A connection lent to one response.
-struct Lease {
-    sender: SendRequest<Outgoing>,
+/// A response body read off its connection by the task that polls it.
+struct Direct {
+    /// `None` once the body has ended or failed.
+    conn: Option<Conn>,
+    decoder: Decoder,
+    reusable: bool,
     pool: Arc<Shared>,
+}
+
+impl Direct {
+    /// The body has ended: its connection goes back if nothing follows it.
+    fn finish(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if self.reusable && conn.buf.is_empty() {
+                // An idle connection keeps at most a read's worth of buffer.
+                if conn.buf.capacity() > 2 * READ_SPACE {
+                    conn.buf = BytesMut::new();
+                }
+                self.pool.checkin(conn);
+            }
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.decoder.decode(&mut conn.buf) {
+                Ok(Step::Data(data)) => {
+                    if self.decoder.is_done() {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::Done) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(BodyError(Broke::Wire(e)))));
+                }
+            }
+            conn.buf.reserve(READ_SPACE);
+            let read = {
+                let mut reading = std::pin::pin!(conn.stream.read_buf(&mut conn.buf));
+                std::task::ready!(reading.as_mut().poll(cx))
+            };
+            match read {
+                Ok(0) => {
+                    // A close-delimited body ends here; any other is cut short.
+                    self.reusable = false;
+                    let ended = self.decoder.end_of_input();
+                    self.conn = None;
+                    if let Err(e) = ended {
+                        return Poll::Ready(Some(Err(BodyError(Broke::Wire(e)))));
+                    }
+                    return Poll::Ready(None);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(BodyError(Broke::Io(e)))));
+                }
+            }
+        }
+    }
+}
+
+/// Why the application's response body broke off.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BodyError(Broke);
+
+#[derive(Debug, thiserror::Error)]
+enum Broke {
+    #[error("{0}")]
+    Hyper(hyper::Error),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("{0}")]
+    Wire(WireError),
+}
+
+enum Inner {
+    /// From hyper-util's client (`https://`, `unix:`), which pools its own.
+    Hyper(Incoming),
+    Direct(Direct),
 }
 
 /// The application's response body. From the plain-HTTP pool it carries its
 /// connection, which goes back to the idle list when the body has ended and
 /// is closed if the body is dropped before its end; from hyper-util's client
-/// (`https://`, `unix:`) it is the bare body.
+/// (`https://`, `unix:`) it is that client's body.
 pub struct ResponseBody {
-    inner: Incoming,
-    lease: Option<Lease>,
+    inner: Inner,
 }
 
 impl ResponseBody {
     /// A body with no connection to return (hyper-util's client pools its own).
     pub(crate) fn unpooled(inner: Incoming) -> Self {
-        ResponseBody { inner, lease: None }
+        ResponseBody {
+            inner: Inner::Hyper(inner),
+        }
     }
 
-    fn give_back(&mut self) {
-        if let Some(Lease { sender, pool }) = self.lease.take() {
-            pool.checkin(sender);
+    fn direct(mut direct: Direct) -> Self {
+        // An empty body (a 204, a HEAD) may never be polled: ended all the same.
+        if direct.decoder.is_done() {
+            direct.finish();
+        }
+        ResponseBody {
+            inner: Inner::Direct(direct),
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let frame = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        match &frame {
-            None => this.give_back(),
-            Some(Ok(_)) => {
-                if this.inner.is_end_stream() {
-                    this.give_back();
-                }
-            }
-            // A broken body: its connection is not reused.
-            Some(Err(_)) => this.lease = None,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.inner {
+            Inner::Hyper(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|e| BodyError(Broke::Hyper(e))),
+            Inner::Direct(direct) => direct.poll_frame(cx),
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Hyper(inner) => inner.is_end_stream(),
+            Inner::Direct(direct) => direct.conn.is_none() || direct.decoder.is_done(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        // An empty body (a 204, a HEAD) may never be polled: ended all the
-        // same. Dropped before its end, the lease just goes, and with it the
-        // connection.
-        if self.inner.is_end_stream() {
-            self.give_back();
+        match &self.inner {
+            Inner::Hyper(inner) => inner.size_hint(),
+            Inner::Direct(direct) => match direct.decoder.exact() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
         }
     }
 }
@@ -338,6 +495,7 @@ mod tests {
     use http::header::{self, HeaderValue};
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
     /// How the test upstream answers each request.
@@ -349,6 +507,28 @@ mod tests {
         Close,
         /// 200 with a 1 MiB body (the client drops it midway).
         Large,
+        /// 200 with a body of unknown length: chunked, in two chunks.
+        Chunked,
+    }
+
+    /// A body of two frames and no length, which hyper's server sends chunked.
+    struct TwoChunks(u8);
+
+    impl Body for TwoChunks {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0 += 1;
+            Poll::Ready(match self.0 {
+                1 => Some(Ok(Frame::data(Bytes::from_static(b"first,")))),
+                2 => Some(Ok(Frame::data(Bytes::from(vec![b'y'; 40_000])))),
+                _ => None,
+            })
+        }
     }
 
     struct Upstream {
@@ -373,16 +553,21 @@ mod tests {
                 killed.mark_unchanged();
                 tokio::spawn(async move {
                     let svc = service_fn(move |_req: Request<Incoming>| async move {
+                        let ok =
+                            || http_body_util::Either::Left(Full::new(Bytes::from_static(b"ok")));
                         let resp = match answer {
-                            Answer::Ok => Response::new(Full::new(Bytes::from_static(b"ok"))),
+                            Answer::Ok => Response::new(ok()),
                             Answer::Close => {
-                                let mut r = Response::new(Full::new(Bytes::from_static(b"ok")));
+                                let mut r = Response::new(ok());
                                 r.headers_mut()
                                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                                 r
                             }
-                            Answer::Large => {
-                                Response::new(Full::new(Bytes::from(vec![b'x'; 1 << 20])))
+                            Answer::Large => Response::new(http_body_util::Either::Left(
+                                Full::new(Bytes::from(vec![b'x'; 1 << 20])),
+                            )),
+                            Answer::Chunked => {
+                                Response::new(http_body_util::Either::Right(TwoChunks(0)))
                             }
                         };
                         Ok::<_, Infallible>(resp)
@@ -403,19 +588,69 @@ mod tests {
         }
     }
 
-    fn pool(up: &Upstream) -> HttpPool {
-        HttpPool::new(up.addr.to_string(), Duration::from_secs(5))
+    /// An upstream that reads each request (head and `Content-Length` body)
+    /// and writes `script` back as it is, then closes if `close` is set.
+    async fn scripted(script: &'static [u8], close: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        let n = stream.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        // The test requests carry `{}`: a whole request ends with it.
+                        if buf.ends_with(b"\r\n\r\n{}")
+                            || buf.ends_with(b"\r\n\r\n") && buf.starts_with(b"HEAD")
+                        {
+                            buf.clear();
+                            stream.write_all(script).await.unwrap();
+                            if close {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
     }
 
-    fn request(up: &Upstream) -> Request<Outgoing> {
-        let mut req = Request::new(Outgoing::new(vec![Bytes::from_static(b"{}")]));
-        *req.method_mut() = http::Method::POST;
+    fn pool_at(addr: SocketAddr) -> HttpPool {
+        HttpPool::new(addr.to_string(), Duration::from_secs(5))
+    }
+
+    fn pool(up: &Upstream) -> HttpPool {
+        pool_at(up.addr)
+    }
+
+    fn request_to(addr: SocketAddr, method: Method) -> Request<Outgoing> {
+        let body = if method == Method::HEAD {
+            Vec::new()
+        } else {
+            vec![Bytes::from_static(b"{}")]
+        };
+        let mut req = Request::new(Outgoing::new(body));
+        *req.method_mut() = method;
         *req.uri_mut() = "/hook?x=1".parse().unwrap();
         req.headers_mut().insert(
             header::HOST,
-            HeaderValue::from_str(&up.addr.to_string()).unwrap(),
+            HeaderValue::from_str(&addr.to_string()).unwrap(),
         );
         req
+    }
+
+    fn request(up: &Upstream) -> Request<Outgoing> {
+        request_to(up.addr, Method::POST)
     }
 
     async fn send_and_read(pool: &HttpPool, up: &Upstream) -> Bytes {
@@ -425,22 +660,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unready_idle_connection_is_passed_over_not_waited_for() {
+    async fn a_connection_goes_back_only_when_its_body_has_ended() {
         let up = upstream(Answer::Large).await;
         let pool = pool(&up);
-        // A connection still streaming a response nobody reads is never
-        // ready; put on the idle list, it must not hold the next request.
-        let mut busy = pool.send(request(&up)).await.unwrap();
-        let lease = busy.body_mut().lease.take().unwrap();
-        pool.shared.checkin(lease.sender);
+        // A response nobody has read yet holds its connection: the next
+        // request takes a new one.
+        let busy = pool.send(request(&up)).await.unwrap();
+        assert_eq!(pool.idle_count(), 0);
         let next = tokio::time::timeout(Duration::from_secs(5), send_and_read(&pool, &up))
             .await
             .expect("the next request waited for a busy connection");
         assert_eq!(next.len(), 1 << 20);
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
-        // The busy one was put back, not dropped: both are on the list.
+        assert_eq!(pool.idle_count(), 1);
+        let rest = busy.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(rest.len(), 1 << 20);
         assert_eq!(pool.idle_count(), 2);
-        drop(busy);
     }
 
     #[tokio::test]
@@ -454,7 +689,22 @@ mod tests {
         assert_eq!(pool.idle_count(), 1);
     }
 
-    /// Waits until the client side has seen its one idle connection close.
+    #[tokio::test]
+    async fn a_chunked_response_streams_whole_and_its_connection_is_reused() {
+        let up = upstream(Answer::Chunked).await;
+        let pool = pool(&up);
+        for _ in 0..2 {
+            let resp = pool.send(request(&up)).await.unwrap();
+            assert!(resp.headers().contains_key(header::TRANSFER_ENCODING));
+            assert_eq!(resp.body().size_hint().exact(), None);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), 6 + 40_000);
+            assert!(body.starts_with(b"first,y"));
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// Waits until the client side sees its one idle connection closed.
     async fn until_idle_closed(pool: &HttpPool) {
         tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -462,7 +712,7 @@ mod tests {
                     .shared
                     .lock()
                     .back()
-                    .is_none_or(|idle| idle.sender.is_closed());
+                    .is_none_or(|idle| !idle.conn.usable());
                 if closed {
                     return;
                 }
@@ -488,18 +738,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_handed_back_unsent_is_retried_on_a_fresh_connection() {
+    async fn a_request_that_could_not_be_written_goes_again_on_a_fresh_connection() {
         let up = upstream(Answer::Ok).await;
         let pool = pool(&up);
         assert_eq!(send_and_read(&pool, &up).await, "ok");
-        // The close races the checkout: the sender was picked while its
-        // connection looked open, and by the send it has closed.
-        let sender = pool.shared.checkout().unwrap();
-        pool.shared.checkin(sender);
-        up.kill.send_modify(|n| *n += 1);
-        until_idle_closed(&pool).await;
-        let sender = pool.shared.lock().pop_back().unwrap().sender;
-        let resp = pool.send_reused(sender, request(&up)).await.unwrap();
+        // The close races the checkout: the connection was picked while it
+        // looked open, and it is shut for writing by the send.
+        let conn = pool.shared.lock().pop_back().unwrap().conn;
+        let std = conn.stream.into_std().unwrap();
+        std.shutdown(std::net::Shutdown::Write).unwrap();
+        std.set_nonblocking(true).unwrap();
+        let dead = Conn {
+            stream: TcpStream::from_std(std).unwrap(),
+            buf: BytesMut::new(),
+        };
+        let resp = pool.send_on(Some(dead), request(&up)).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
@@ -530,6 +783,83 @@ mod tests {
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
         // Read to its end, the second one is back.
         assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_interim_response_is_skipped() {
+        let (addr, accepted) = scripted(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone",
+            false,
+        )
+        .await;
+        let pool = pool_at(addr);
+        for _ in 0..2 {
+            let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
+            assert_eq!(resp.status(), 201);
+            assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "done");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_close_delimited_response_ends_with_the_connection_and_is_not_reused() {
+        let (addr, accepted) = scripted(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end",
+            true,
+        )
+        .await;
+        let pool = pool_at(addr);
+        for _ in 0..2 {
+            let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "until the end");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_head_response_has_no_body_whatever_its_length_says() {
+        let (addr, accepted) =
+            scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n", false).await;
+        let pool = pool_at(addr);
+        for _ in 0..2 {
+            let resp = pool.send(request_to(addr, Method::HEAD)).await.unwrap();
+            assert_eq!(resp.headers()[header::CONTENT_LENGTH], "1234");
+            assert!(resp.body().is_end_stream());
+            assert!(resp
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_whose_length_cannot_be_told_is_an_error() {
+        let (addr, _) = scripted(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
+            false,
+        )
+        .await;
+        let pool = pool_at(addr);
+        assert!(matches!(
+            pool.send(request_to(addr, Method::POST)).await,
+            Err(Failed::Wire(_))
+        ));
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error_and_its_connection_is_not_reused() {
+        let (addr, _) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", true).await;
+        let pool = pool_at(addr);
+        let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
+        assert!(resp.into_body().collect().await.is_err());
+        assert_eq!(pool.idle_count(), 0);
     }
 
     #[tokio::test]
