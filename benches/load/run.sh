@@ -792,6 +792,8 @@ def med(target, size, conns, key):
     vals = [float(r[key]) for r in rows if r["target"] == target
             and int(r["size"]) == size and int(r["conns"]) == conns and r[key] != ""]
     return statistics.median(vals) if vals else float("nan")
+def size_label(size):
+    return f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
 def errs(target, size, conns):
     return sum(int(r["errors"]) for r in rows if r["target"] == target
                and int(r["size"]) == size and int(r["conns"]) == conns)
@@ -803,7 +805,7 @@ hdr = (f"{'body':>6} {'conns':>5} {'target':>12} | {'req/s':>8} {'p50 ms':>7} {'
 print(hdr)
 print("-" * len(hdr))
 for size, conns in points:
-    label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
+    label = size_label(size)
     hg = {k: med("hookgate", size, conns, k) for k in ("rps", "p99_ms", "cpu_us_per_req")}
     for t in targets:
         m = {k: med(t, size, conns, k)
@@ -822,7 +824,7 @@ hdr = f"{'body':>6} {'conns':>5} {'target':>12} | {'user us/req':>11} {'sys us/r
 print(hdr)
 print("-" * len(hdr))
 for size, conns in points:
-    label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
+    label = size_label(size)
     for t in targets:
         m = {k: med(t, size, conns, k)
              for k in ("user_us_per_req", "sys_us_per_req", "switches_per_req", "faults_per_req")}
@@ -851,7 +853,7 @@ if "nginx" in targets and len(rounds) > 1:
     print(hdr)
     print("-" * len(hdr))
     for size, conns in points:
-        label = f"{size // 1024}KiB" if size % 1024 == 0 else f"{size}B"
+        label = size_label(size)
         for t in targets:
             if t == "nginx":
                 continue

@@ -493,6 +493,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http::header::{self, HeaderValue};
+    use http_body_util::channel::Channel;
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
@@ -512,23 +513,15 @@ mod tests {
     }
 
     /// A body of two frames and no length, which hyper's server sends chunked.
-    struct TwoChunks(u8);
-
-    impl Body for TwoChunks {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            self.0 += 1;
-            Poll::Ready(match self.0 {
-                1 => Some(Ok(Frame::data(Bytes::from_static(b"first,")))),
-                2 => Some(Ok(Frame::data(Bytes::from(vec![b'y'; 40_000])))),
-                _ => None,
-            })
+    fn two_chunks() -> Channel<Bytes> {
+        let (mut tx, body) = Channel::new(2);
+        for data in [
+            Bytes::from_static(b"first,"),
+            Bytes::from(vec![b'y'; 40_000]),
+        ] {
+            assert!(tx.try_send(Frame::data(data)).is_ok());
         }
+        body
     }
 
     struct Upstream {
@@ -567,7 +560,7 @@ mod tests {
                                 Full::new(Bytes::from(vec![b'x'; 1 << 20])),
                             )),
                             Answer::Chunked => {
-                                Response::new(http_body_util::Either::Right(TwoChunks(0)))
+                                Response::new(http_body_util::Either::Right(two_chunks()))
                             }
                         };
                         Ok::<_, Infallible>(resp)
