@@ -222,7 +222,11 @@ impl HttpPool {
 }
 
 /// The head and body in vectored writes. Nothing written: the attempt may
-/// be made again on another connection.
+/// be made again on another connection. The response is read only once the
+/// whole request is out, so an application that answers early (a 413 before
+/// the body) and closes is a failed write here, a 502, where hyper's client
+/// could have passed its answer on; a webhook's body fits the socket's send
+/// buffer, so the write has finished before any answer comes.
 async fn write_request(
     stream: &mut TcpStream,
     head: &[u8],
