@@ -20,8 +20,10 @@
 //! the application has closed it (seen without a system call: the runtime
 //! has marked it readable), and one retry on a fresh connection of a request
 //! that could not be written at all on a reused one. A request that was
-//! written, even in part, is never sent twice. `https://` and `unix:`
-//! upstreams stay on hyper-util's client.
+//! written, even in part, is never sent twice. An answer that comes before
+//! the request is all written (a 413 for a body the application will not
+//! read) is passed on, as hyper's client did, and its connection is not
+//! reused. `https://` and `unix:` upstreams stay on hyper-util's client.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -37,7 +39,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::wire::{self, Decoder, Parsed, Step, WireError};
+use super::wire::{self, Decoder, Parsed, ResponseHead, Step, WireError};
 use super::Outgoing;
 
 /// Idle connections kept at most (hyper-util's `pool_max_idle_per_host` was 1024).
@@ -183,29 +185,18 @@ impl HttpPool {
         blocks: &[Bytes],
         head_request: bool,
     ) -> Result<Response<ResponseBody>, Attempt> {
-        write_request(&mut conn.stream, head, blocks).await?;
-        let head = loop {
-            match wire::parse_response(&conn.buf, head_request) {
-                Ok(Some(Parsed::Interim(len))) => conn.buf.advance(len),
-                Ok(Some(Parsed::Final(head))) => break head,
-                Ok(None) if conn.buf.len() >= MAX_HEAD => {
-                    return Err(Attempt::Sent(Failed::Wire(WireError::Field(
-                        "head too large",
-                    ))))
-                }
-                Ok(None) => match conn.read_more().await {
-                    Ok(0) => return Err(Attempt::Sent(Failed::Wire(WireError::Incomplete))),
-                    Ok(_) => {}
-                    Err(e) => return Err(Attempt::Sent(Failed::Io(e))),
-                },
-                Err(e) => return Err(Attempt::Sent(Failed::Wire(e))),
-            }
-        };
+        let (head, whole_request_sent) =
+            match write_request(&mut conn, head, blocks, head_request).await? {
+                // Answered before the request was all out: the connection is
+                // left mid-request and cannot carry another.
+                Some(early) => (early, false),
+                None => (read_head(&mut conn, head_request).await?, true),
+            };
         conn.buf.advance(head.len);
         let body = ResponseBody::direct(Direct {
             conn: Some(conn),
             decoder: Decoder::new(head.framing),
-            reusable: head.reusable,
+            reusable: head.reusable && whole_request_sent,
             pool: Arc::clone(&self.shared),
         });
         let mut resp = Response::new(body);
@@ -221,17 +212,19 @@ impl HttpPool {
     }
 }
 
-/// The head and body in vectored writes. Nothing written: the attempt may
-/// be made again on another connection. The response is read only once the
-/// whole request is out, so an application that answers early (a 413 before
-/// the body) and closes is a failed write here, a 502, where hyper's client
-/// could have passed its answer on; a webhook's body fits the socket's send
-/// buffer, so the write has finished before any answer comes.
+/// The head and body in vectored writes, watching for an answer that comes
+/// before they are all out: an application may refuse a body it will not
+/// read (a 413) and stop reading it, and that answer is what the provider
+/// must get, not a stalled write or a broken pipe. Returns such an early
+/// answer's head, if one came. Nothing written: the attempt may be made again
+/// on another connection. The usual write finishes at its first try (a
+/// webhook fits the socket's send buffer) and never polls the read side.
 async fn write_request(
-    stream: &mut TcpStream,
+    conn: &mut Conn,
     head: &[u8],
     blocks: &[Bytes],
-) -> Result<(), Attempt> {
+    head_request: bool,
+) -> Result<Option<ResponseHead>, Attempt> {
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(1 + blocks.len());
     slices.push(IoSlice::new(head));
     slices.extend(
@@ -242,23 +235,82 @@ async fn write_request(
     );
     let mut left = &mut slices[..];
     let mut written = 0usize;
+    let mut can_read = true;
+    let Conn { stream, buf } = conn;
+    let (mut reader, mut writer) = stream.split();
     while !left.is_empty() {
-        let failed = match stream.write_vectored(left).await {
-            Ok(0) => std::io::Error::from(std::io::ErrorKind::WriteZero),
-            Ok(n) => {
-                written += n;
-                IoSlice::advance_slices(&mut left, n);
-                continue;
+        tokio::select! {
+            biased;
+            wrote = writer.write_vectored(left) => {
+                let failed = match wrote {
+                    Ok(0) => std::io::Error::from(std::io::ErrorKind::WriteZero),
+                    Ok(n) => {
+                        written += n;
+                        IoSlice::advance_slices(&mut left, n);
+                        continue;
+                    }
+                    Err(e) => e,
+                };
+                if written == 0 {
+                    return Err(Attempt::Unsent(Failed::Io(failed)));
+                }
+                // The application may have answered, then closed: its
+                // answer is read if it is there.
+                return match read_head(conn, head_request).await {
+                    Ok(early) => Ok(Some(early)),
+                    Err(_) => Err(Attempt::Sent(Failed::Io(failed))),
+                };
             }
-            Err(e) => e,
-        };
-        return Err(if written == 0 {
-            Attempt::Unsent(Failed::Io(failed))
-        } else {
-            Attempt::Sent(Failed::Io(failed))
-        });
+            read = read_into(&mut reader, buf), if can_read => match read {
+                Ok(0) | Err(_) => can_read = false,
+                Ok(_) => {
+                    if let Some(early) = parse_head(buf, head_request).map_err(Attempt::Sent)? {
+                        return Ok(Some(early));
+                    }
+                }
+            },
+        }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Reads until the response's head (interim responses skipped) is in `conn`'s buffer.
+async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, Attempt> {
+    loop {
+        if let Some(head) = parse_head(&mut conn.buf, head_request).map_err(Attempt::Sent)? {
+            return Ok(head);
+        }
+        match conn.read_more().await {
+            Ok(0) => return Err(Attempt::Sent(Failed::Wire(WireError::Incomplete))),
+            Ok(_) => {}
+            Err(e) => return Err(Attempt::Sent(Failed::Io(e))),
+        }
+    }
+}
+
+/// The final response's head if `buf` holds it whole; interim responses
+/// before it are consumed.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, Failed> {
+    loop {
+        match wire::parse_response(buf, head_request) {
+            Ok(Some(Parsed::Interim(len))) => buf.advance(len),
+            Ok(Some(Parsed::Final(head))) => return Ok(Some(head)),
+            Ok(None) if buf.len() >= MAX_HEAD => {
+                return Err(Failed::Wire(WireError::Field("head too large")))
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(Failed::Wire(e)),
+        }
+    }
+}
+
+/// One read into `buf`, with a read's worth of room made first.
+async fn read_into(
+    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    buf.reserve(READ_SPACE);
+    reader.read_buf(buf).await
 }
 
 impl Shared {
@@ -856,6 +908,75 @@ mod tests {
         let pool = pool_at(addr);
         let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
         assert!(resp.into_body().collect().await.is_err());
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    /// An application that reads a request's head, answers `answer` at once
+    /// and then neither reads the body nor closes (or, with `close`, shuts
+    /// its side and drops the connection unread).
+    async fn answers_before_the_body(answer: &'static [u8], close: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            stream.write_all(answer).await.unwrap();
+            if close {
+                stream.shutdown().await.unwrap();
+                drop(stream);
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(stream);
+        });
+        addr
+    }
+
+    /// A body far larger than the sockets' buffers, so its write cannot finish
+    /// while nobody reads it.
+    fn large_request(addr: SocketAddr) -> Request<Outgoing> {
+        let mut req = request_to(addr, Method::POST);
+        *req.body_mut() = Outgoing::new(vec![Bytes::from(vec![b'x'; 64 << 20])]);
+        req
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_read_is_passed_on_not_waited_out() {
+        let refusal = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!";
+        let addr = answers_before_the_body(refusal, false).await;
+        let pool = pool_at(addr);
+        let resp = tokio::time::timeout(Duration::from_secs(10), pool.send(large_request(addr)))
+            .await
+            .expect("the early answer, not a write stalled until the upstream timeout")
+            .unwrap();
+        assert_eq!(resp.status(), 413);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"too big!");
+        // Left mid-request: never carries another.
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_then_a_close_before_the_body_is_read_is_passed_on() {
+        let refusal =
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let addr = answers_before_the_body(refusal, true).await;
+        let pool = pool_at(addr);
+        let resp = tokio::time::timeout(Duration::from_secs(10), pool.send(large_request(addr)))
+            .await
+            .expect("an answer or an error, not a hang");
+        // The close of a socket with unread data is a reset, which may
+        // overtake the answer: then the request failed, which is a 502.
+        if let Ok(resp) = resp {
+            assert_eq!(resp.status(), 413);
+        }
         assert_eq!(pool.idle_count(), 0);
     }
 
