@@ -53,10 +53,18 @@ def sample_sum(scrape: str, name: str, labels: dict[str, str]) -> float:
     return total
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports: every socket stays bound until all n are chosen, so the
+    kernel cannot hand the same port out twice (one port for both the upstream and hookgate's
+    listener made this check fail with "Address already in use")."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def set_key(text: str, section: str, key: str, value: str) -> str:
@@ -89,7 +97,7 @@ def live_scrape(hookgate: Path, fixture: Fixture, tmp: Path, rep: Report) -> str
     """Runs the real gateway on loopback, sends genuine, forged, failing and plain-HTTP requests, reloads,
     and returns /metrics, so every metric the alerts and the dashboard name has had a reason to appear."""
     rep.start("live scrape")
-    up_port, listen_port, admin_port = _free_port(), _free_port(), _free_port()
+    up_port, listen_port, admin_port = _free_ports(3)
     text = fixture.path.read_text(encoding="utf-8")
     cfg = fixture.local
     text = set_key(text, "listen", "addr", f"127.0.0.1:{listen_port}")
