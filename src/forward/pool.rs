@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::wire::{self, Decoder, Parsed, ResponseHead, Step, WireError};
@@ -94,8 +94,7 @@ impl Conn {
 
     /// Reads what the application has sent into the buffer; 0 at its end.
     async fn read_more(&mut self) -> std::io::Result<usize> {
-        self.buf.reserve(READ_SPACE);
-        self.stream.read_buf(&mut self.buf).await
+        read_into(&mut self.stream, &mut self.buf).await
     }
 }
 
@@ -304,9 +303,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseH
     }
 }
 
-/// One read into `buf`, with a read's worth of room made first.
-async fn read_into(
-    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+/// One read into `buf`, with a read's worth of room made first: from the
+/// whole connection, or from its read half while a request is being written.
+async fn read_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
     buf: &mut BytesMut,
 ) -> std::io::Result<usize> {
     buf.reserve(READ_SPACE);
