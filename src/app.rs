@@ -20,7 +20,7 @@ use crate::proxy::{Clock, Proxy, Runtime};
 use crate::queue::{Deliverer, Queue};
 use crate::reload::{ReloadError, Reloader};
 use crate::replay::{MemoryStore, RedisOptions, Store};
-use crate::server::{self, Workers};
+use crate::server::{self, Balance, Intake, Workers};
 use crate::tls::{Tls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,16 +79,19 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// Binds the listeners and starts serving `config` with one worker per core.
+/// Binds the listeners and starts serving `config` with one worker per core,
+/// connections handed out by the acceptor.
 pub async fn start(config: &Config, clock: Clock) -> Result<Running, StartError> {
-    start_with(config, clock, default_workers()).await
+    start_with(config, clock, default_workers(), Balance::Exact).await
 }
 
-/// Binds the listeners and starts serving `config` on `workers` data-path threads.
+/// Binds the listeners and starts serving `config` on `workers` data-path
+/// threads, new connections reaching them as `balance` says.
 pub async fn start_with(
     config: &Config,
     clock: Clock,
     workers: usize,
+    balance: Balance,
 ) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let runtime = Runtime::build(config, &metrics)?;
@@ -133,8 +136,11 @@ pub async fn start_with(
     let (listener, addr) = bind(config.listen.addr).await?;
     let workers = Workers::start(&proxy, tls.clone(), &config.limits, forwarders)
         .map_err(|e| StartError::Setup(format!("cannot start the worker threads: {e}")))?;
+    let intake = Intake::new(listener, balance, workers.len()).map_err(|e| {
+        StartError::Setup(format!("cannot share the listener with the workers: {e}"))
+    })?;
     health.set_bound();
-    tracing::info!(%addr, admin = ?admin_addr, tls = tls.is_some(), routes = config.routes.len(), workers = workers.len(), "hookgate listening");
+    tracing::info!(%addr, admin = ?admin_addr, tls = tls.is_some(), routes = config.routes.len(), workers = workers.len(), %balance, "hookgate listening");
 
     let reloader = Arc::new(Reloader::new(
         config.clone(),
@@ -146,7 +152,7 @@ pub async fn start_with(
     let delivering = deliver(config, queue, &metrics, shutdown_rx.clone())?;
     let task = tokio::spawn({
         let serving = server::serve(
-            listener,
+            intake,
             workers,
             Arc::clone(&metrics),
             config.limits.max_connections,

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app;
 use crate::config;
 use crate::metrics::Metrics;
+use crate::server::Balance;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,11 @@ enum Command {
         /// Data-path worker threads, each serving its own connections (default: one per core).
         #[arg(long, env = "HOOKGATE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
         workers: Option<u16>,
+        /// How a new connection reaches a worker: `exact`, an acceptor hands it to the worker
+        /// serving the fewest (an even split); `kernel`, every worker accepts from the shared
+        /// listener and the first awake takes it (nginx's way; no hand-off, an uneven split).
+        #[arg(long, env = "HOOKGATE_BALANCE", value_enum, default_value_t = Balance::Exact)]
+        balance: Balance,
     },
     /// Validate the configuration, resolve secrets and print the route table.
     Check {
@@ -83,7 +89,11 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format, default_level);
     let code = match cli.command {
         Command::Check { config, json } => check(&config, json),
-        Command::Run { config, workers } => run(&config, workers),
+        Command::Run {
+            config,
+            workers,
+            balance,
+        } => run(&config, workers, balance),
         Command::Sign(args) => crate::sign::run(args),
         Command::Queue(args) => crate::queue::command_run(&args),
         Command::Demo { once } => with_runtime(crate::demo::run(once)),
@@ -279,7 +289,7 @@ fn queue_store(store: &crate::config::QueueBackend) -> String {
     }
 }
 
-fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
+fn run(path: &std::path::Path, workers: Option<u16>, balance: Balance) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -298,21 +308,22 @@ fn run(path: &std::path::Path, workers: Option<u16>) -> ExitCode {
         }
     };
     control.block_on(async move {
-        let running = match app::start_with(&config, std::time::SystemTime::now, workers).await {
-            Ok(r) => r,
-            Err(app::StartError::Config(e)) => {
-                eprintln!("hookgate: invalid configuration: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            Err(e @ (app::StartError::Tls(_) | app::StartError::Upstream(_))) => {
-                eprintln!("hookgate: invalid configuration: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            Err(e) => {
-                eprintln!("hookgate: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let running =
+            match app::start_with(&config, std::time::SystemTime::now, workers, balance).await {
+                Ok(r) => r,
+                Err(app::StartError::Config(e)) => {
+                    eprintln!("hookgate: invalid configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                Err(e @ (app::StartError::Tls(_) | app::StartError::Upstream(_))) => {
+                    eprintln!("hookgate: invalid configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                Err(e) => {
+                    eprintln!("hookgate: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         wait_for_signal(&running).await;
         tracing::info!("shutdown signal received");
         running.shutdown();

@@ -42,6 +42,11 @@ function init(args)
     ["Content-Type"] = "application/json",
     ["svix-timestamp"] = ts,
   }
+  -- BENCH_CLOSE=1: a new connection for every request, as senders that do not
+  -- keep connections alive deliver (the server closes after each answer).
+  if os.getenv("BENCH_CLOSE") == "1" then
+    headers["Connection"] = "close"
+  end
 end
 
 function request()

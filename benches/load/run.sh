@@ -10,6 +10,10 @@
 #          --sizes "1024 16384", --conns "50 256", --threads N (wrk threads, default 2),
 #          --store memory|redis, --log LEVEL (hookgate's HOOKGATE_LOG, default info),
 #          --workers N (hookgate's HOOKGATE_WORKERS, default: unset = one per core),
+#          --balance exact|kernel (hookgate's HOOKGATE_BALANCE, the "hookgate" target only, so
+#          that --before with the same binary compares the two; default: unset = exact),
+#          --close: a new connection for every request ("Connection: close", as senders that
+#          do not keep connections alive deliver), for every target,
 #          --id-rate N (signed ids generated per second of run, default 60000).
 #          --soak SECS: instead of the table, measure the peak rate (1 KiB, 50 connections, 10 s),
 #          then hold 80% of it for SECS seconds (paced by soak.lua), sampling hookgate's RSS
@@ -51,7 +55,7 @@ OUT=$HERE/out
 . "$HERE/common.sh"
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 RAW=0
+STORE=memory LOG=info WORKERS="" BALANCE="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 RAW=0
 QUEUE=0 QROUTES=16 QCONC=16
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,6 +68,8 @@ while [ $# -gt 0 ]; do
     --store) STORE=$2; shift ;;
     --log) LOG=$2; shift ;;
     --workers) WORKERS=$2; shift ;;
+    --balance) BALANCE=$2; shift ;;
+    --close) export BENCH_CLOSE=1 ;;
     --id-rate) ID_RATE=$2; shift ;;
     --soak) SOAK=$2; shift ;;
     --before) BEFORE=$2; shift ;;
@@ -72,7 +78,7 @@ while [ $# -gt 0 ]; do
     --queue) QUEUE=1 ;;
     --queue-routes) QROUTES=$2; shift ;;
     --queue-concurrency) QCONC=$2; shift ;;
-    -h|--help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -236,7 +242,7 @@ haproxy -db -f "$OUT/haproxy/haproxy.cfg" >"$OUT/haproxy/access.log" 2>"$OUT/hap
 HAP_PID=$!
 PIDS+=("$HAP_PID")
 wait_port "$HAP_PORT" "verifying haproxy" "$HAP_PID"
-env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} \
+env HOOKGATE_LOG="$LOG" ${WORKERS:+HOOKGATE_WORKERS="$WORKERS"} ${BALANCE:+HOOKGATE_BALANCE="$BALANCE"} \
   "$HOOKGATE" run --config "$OUT/hookgate.toml" --log-format json 2>"$OUT/hookgate.log" &
 HG_PID=$!
 PIDS+=("$HG_PID")
@@ -782,7 +788,7 @@ done
 
 # ---- the table: medians over rounds ----
 echo
-echo "== results ($(nproc) cores, $DURATION s per point and target, $ROUNDS round(s), store=$STORE, log=$LOG)"
+echo "== results ($(nproc) cores, $DURATION s per point and target, $ROUNDS round(s), store=$STORE, log=$LOG${BALANCE:+, hookgate balance=$BALANCE}${BENCH_CLOSE:+, a connection per request})"
 python3 - "$CSV" "$TARGETS" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::support::child::{Hookgate, Launch};
 use crate::support::*;
 use bytes::Bytes;
+use hookgate::server::Balance;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -728,6 +729,25 @@ async fn a_connection_that_never_speaks_is_closed_after_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_connection_that_stalls_inside_the_http2_preface_is_closed_after_header_timeout() {
+    let upstream = Upstream::start().await;
+    let gw = svix_gateway(&upstream.url(), "[limits]\nheader_timeout = \"1s\"").await;
+    // Not yet HTTP/1 nor HTTP/2: the protocol is still unknown when it stops.
+    for part in [&b"P"[..], b"PRI * HTTP/2.0\r\n"] {
+        let started = Instant::now();
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(part).await.unwrap();
+        let got = closed_or_answered(&mut s, Duration::from_secs(15)).await;
+        assert_eq!(got, Some(Vec::new()), "closed without a word");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
 async fn too_many_or_too_large_headers_get_431() {
     let upstream = Upstream::start().await;
     let gw = svix_gateway(
@@ -927,10 +947,24 @@ async fn max_buffered_budget_refuses_with_503_and_holds_memory_then_recovers() {
 
 #[tokio::test]
 async fn max_connections_caps_open_connections_and_frees_slots() {
+    max_connections_cap(Balance::Exact).await;
+}
+
+#[tokio::test]
+async fn max_connections_caps_open_connections_when_each_worker_accepts() {
+    max_connections_cap(Balance::Kernel).await;
+}
+
+async fn max_connections_cap(balance: Balance) {
     let upstream = Upstream::start().await;
-    let gw = svix_gateway(
-        &upstream.url(),
-        "[limits]\nmax_connections = 2\nheader_timeout = \"30s\"",
+    let gw = Gateway::start_balanced(
+        &gateway_toml(
+            "",
+            &upstream.url(),
+            "[limits]\nmax_connections = 2\nheader_timeout = \"30s\"",
+            SVIX_SECRET,
+        ),
+        balance,
     )
     .await;
     let admin = gw.admin.unwrap();
@@ -1053,6 +1087,15 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_broken_one_is_r
 
 #[tokio::test]
 async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    sigterm_drain("exact").await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_when_each_worker_accepts() {
+    sigterm_drain("kernel").await;
+}
+
+async fn sigterm_drain(balance: &str) {
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start().await;
     upstream.answer_with(Answer {
@@ -1071,7 +1114,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
             SVIX_SECRET,
         ),
     );
-    let mut proc = Hookgate::start(&config).await;
+    let mut proc = Hookgate::launch(&config, balanced(balance)).await;
     let url = proc.url("/webhooks/levers");
     let in_flight = tokio::spawn(async move { post(&url, &svix("msg_drain", BODY), BODY).await });
     eventually(|| upstream.count() == 1).await;
@@ -1095,6 +1138,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     assert_eq!(proc.exit_code().await, Some(0));
     assert!(proc.logged("draining"));
     assert!(proc.logged("\"outcome\":\"forwarded\""));
+    assert!(proc.logged(&format!("\"balance\":\"{balance}\"")));
 }
 
 #[tokio::test]
@@ -1193,6 +1237,23 @@ async fn a_changed_secret_file_is_picked_up_without_a_signal() {
 
 #[tokio::test]
 async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
+    out_of_file_descriptors("exact").await;
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_when_each_worker_accepts() {
+    out_of_file_descriptors("kernel").await;
+}
+
+/// `hookgate run` with `HOOKGATE_BALANCE` set.
+fn balanced(balance: &str) -> Launch {
+    Launch {
+        env: vec![("HOOKGATE_BALANCE".into(), balance.into())],
+        ..Launch::default()
+    }
+}
+
+async fn out_of_file_descriptors(balance: &str) {
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start().await;
     let config = write(
@@ -1205,7 +1266,7 @@ async fn out_of_file_descriptors_is_counted_and_serving_resumes() {
         &config,
         Launch {
             max_fds: Some(64),
-            ..Launch::default()
+            ..balanced(balance)
         },
     )
     .await;

@@ -121,10 +121,21 @@ impl Conn {
     /// Connects, sends the preface and empty SETTINGS, waits for the server's
     /// SETTINGS and acknowledges them.
     pub async fn open(addr: SocketAddr) -> Conn {
+        Self::open_split(addr, PREFACE.len()).await
+    }
+
+    /// As `open`, but the preface's first `at` bytes go alone and the rest
+    /// 200 ms later (a client whose first segment is a part of the preface).
+    pub async fn open_split(addr: SocketAddr, at: usize) -> Conn {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let mut hello = PREFACE.to_vec();
         hello.extend(frame(SETTINGS, 0, 0, &[]));
+        if at < PREFACE.len() {
+            stream.write_all(&hello[..at]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            hello.drain(..at);
+        }
         stream.write_all(&hello).await.unwrap();
         let mut conn = Conn {
             stream,

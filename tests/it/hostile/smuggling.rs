@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
 use super::frames::{self, Conn, Outcome};
 use super::raw::*;
 use crate::support::Gateway;
@@ -484,6 +487,47 @@ impl Suite {
         let outcome = self.h2_case(case, s, fields).await;
         assert!(outcome.refused(), "[{case}] must be refused: {outcome:?}");
     }
+}
+
+/// The protocol is told from the first bytes the gateway sees: a client
+/// whose first segment is only a part of the HTTP/2 preface (or of an
+/// HTTP/1 request line that starts like it) is still served as what it is.
+#[tokio::test]
+async fn a_first_segment_too_short_to_name_the_protocol_is_still_served() {
+    let mut t = Suite::new().await;
+    for at in [1, 2, 3, 16, 23] {
+        let case = format!("HTTP/2 preface split after {at} bytes");
+        let s = Signed::levanta(&body(&case));
+        let len = s.body.len().to_string();
+        let fields = frames::request_fields("/webhooks/levanta", &s.headers, &len);
+        let mut conn = Conn::open_split(t.gw.addr, at).await;
+        let mut bytes = frames::frame(
+            frames::HEADERS,
+            frames::END_HEADERS,
+            1,
+            &frames::block(&fields),
+        );
+        bytes.extend(frames::frame(frames::DATA, frames::END_STREAM, 1, &s.body));
+        conn.send(&bytes).await.unwrap();
+        let outcome = conn.outcome(1, Duration::from_secs(5)).await;
+        assert_eq!(outcome, Outcome::Answered(Some(200)), "[{case}]");
+        t.up.assert_forwarded_once(&s, &case);
+        t.signed.push(s);
+        t.check(&case);
+    }
+    let s = Signed::levanta(&body("HTTP/1 split after P"));
+    let mut lines = head(&s);
+    lines.push(cl(s.body.len()));
+    let request = h1(&s.path, &lines, &s.body);
+    let mut stream = TcpStream::connect(t.gw.addr).await.unwrap();
+    stream.write_all(&request[..1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.write_all(&request[1..]).await.unwrap();
+    let ex = read_responses(&mut stream, 1, Duration::from_secs(5)).await;
+    assert_eq!(ex.status(), Some(200), "{}", ex.describe());
+    t.up.assert_forwarded_once(&s, "HTTP/1 split after P");
+    t.signed.push(s);
+    t.done("split first segments").await;
 }
 
 #[tokio::test]

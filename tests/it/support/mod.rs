@@ -158,6 +158,19 @@ impl Gateway {
     }
 
     pub async fn start_with_clock(toml: &str, clock: hookgate::proxy::Clock) -> Gateway {
+        Self::start_as(toml, clock, hookgate::server::Balance::Exact).await
+    }
+
+    /// Started with two workers, new connections reaching them as `balance` says.
+    pub async fn start_balanced(toml: &str, balance: hookgate::server::Balance) -> Gateway {
+        Self::start_as(toml, SystemTime::now, balance).await
+    }
+
+    async fn start_as(
+        toml: &str,
+        clock: hookgate::proxy::Clock,
+        balance: hookgate::server::Balance,
+    ) -> Gateway {
         let config = hookgate::config::parse(
             toml,
             Path::new("test.toml"),
@@ -165,7 +178,9 @@ impl Gateway {
         )
         .unwrap();
         let shared = alone::shared();
-        let running = hookgate::app::start(&config, clock).await.unwrap();
+        let running = hookgate::app::start_with(&config, clock, 2, balance)
+            .await
+            .unwrap();
         Gateway {
             _shared: shared,
             addr: running.addr,
