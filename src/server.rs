@@ -12,8 +12,9 @@
 //! so a sender's few long-lived connections spread evenly (a kernel hash such
 //! as `SO_REUSEPORT` would not promise that). `kernel`: every worker accepts
 //! from its own clone of the listener and whichever the kernel wakes first
-//! takes the connection, as nginx's workers do: no hand-off, and a busy
-//! worker's wake-ups are shared with its neighbours less often.
+//! takes the connection, as nginx's workers do: no hand-off through the
+//! control thread (cheaper where each webhook comes on a new connection), but
+//! an uneven split (BENCHMARKS.md, sixth session).
 //!
 //! Accepting never dies: a failed accept is counted and backed off, and
 //! everything that can go wrong with one client (a garbage TLS handshake, a
