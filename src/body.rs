@@ -13,7 +13,6 @@
 //! from everyone else (DESIGN §4: memory is bounded by configuration).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -134,7 +133,7 @@ pub async fn read<B>(
     body: B,
     declared: Option<u64>,
     max: u64,
-    timeout: Duration,
+    due: tokio::time::Instant,
     budget: &Budget,
 ) -> Result<(Vec<Bytes>, Reservation), BodyError>
 where
@@ -202,7 +201,7 @@ where
         // stays reserved with it.
         Ok(blocks.into_iter().map(Bytes::from).collect())
     };
-    let bytes = tokio::time::timeout(timeout, read)
+    let bytes = tokio::time::timeout_at(due, read)
         .await
         .map_err(|_| BodyError::Timeout)??;
     Ok((bytes, reserved))
@@ -212,6 +211,12 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::time::Duration;
+
+    /// A deadline this far from now.
+    fn in_(d: Duration) -> tokio::time::Instant {
+        tokio::time::Instant::now() + d
+    }
     use http_body_util::Full;
 
     fn budget() -> Budget {
@@ -224,7 +229,7 @@ mod tests {
             Full::new(Bytes::from_static(b"hello")),
             None,
             5,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget(),
         )
         .await
@@ -239,7 +244,7 @@ mod tests {
             Full::new(Bytes::from_static(b"hello!")),
             None,
             5,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget(),
         )
         .await
@@ -250,7 +255,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stalled_body_times_out() {
-        let e = read(Stalled, None, 5, Duration::from_secs(10), &budget())
+        let e = read(Stalled, None, 5, in_(Duration::from_secs(10)), &budget())
             .await
             .err()
             .unwrap();
@@ -265,7 +270,7 @@ mod tests {
             Full::new(Bytes::from_static(b"12345678")),
             Some(8),
             10,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -274,10 +279,16 @@ mod tests {
         assert_eq!(gauge.get(), 8);
         // A client that declares 8 bytes and sends nothing holds nothing: it
         // times out rather than taking the budget from everyone else.
-        let e = read(Stalled, Some(8), 10, Duration::from_millis(50), &budget)
-            .await
-            .err()
-            .unwrap();
+        let e = read(
+            Stalled,
+            Some(8),
+            10,
+            in_(Duration::from_millis(50)),
+            &budget,
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(e, BodyError::Timeout);
         assert_eq!(budget.in_use(), 8);
         // Bytes that do arrive beyond the budget are refused.
@@ -285,7 +296,7 @@ mod tests {
             Full::new(Bytes::from_static(b"abcd")),
             Some(4),
             10,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -305,7 +316,7 @@ mod tests {
             Full::new(Bytes::from_static(b"1234")),
             None,
             10,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -314,7 +325,7 @@ mod tests {
             Full::new(Bytes::from_static(b"1234")),
             None,
             10,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -369,7 +380,7 @@ mod tests {
             Chunks(parts),
             Some(25 << 20),
             25 << 20,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -396,7 +407,7 @@ mod tests {
             Chunks(parts),
             Some(declared),
             1 << 20,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -423,7 +434,7 @@ mod tests {
             Chunks(parts),
             None,
             1 << 20,
-            Duration::from_secs(1),
+            in_(Duration::from_secs(1)),
             &budget,
         )
         .await
@@ -441,9 +452,15 @@ mod tests {
             .iter()
             .map(|s| Bytes::from(*s))
             .collect();
-        let (b, held) = read(Chunks(parts), Some(6), 10, Duration::from_secs(1), &budget)
-            .await
-            .unwrap();
+        let (b, held) = read(
+            Chunks(parts),
+            Some(6),
+            10,
+            in_(Duration::from_secs(1)),
+            &budget,
+        )
+        .await
+        .unwrap();
         assert_eq!(b, [Bytes::from_static(b"abcdef")]);
         assert_eq!(held.bytes(), 6);
         assert_eq!(gauge.get(), 6);

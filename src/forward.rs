@@ -27,6 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::UnixStream;
+use tokio::time::Instant;
 
 use crate::config::{Upstream, UpstreamTarget};
 use crate::verify::Pass;
@@ -180,7 +181,7 @@ impl Forwarder {
         origin: Origin,
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let req = self.request(pass, parts, body, &origin)?;
-        self.send(req).await
+        self.send(req, Instant::now()).await
     }
 
     /// The request as the application gets it. Made before anything is
@@ -249,10 +250,14 @@ impl Forwarder {
     }
 
     /// Sends a request made by [`Forwarder::request`]: its response's
-    /// headers are due within `upstream.timeout`.
+    /// headers are due within `upstream.timeout` of `started`, the caller's
+    /// reading of the clock as it sends (one reading serves the deadline and
+    /// the caller's own timing: a clock read is ~80 ns on a VM that traps
+    /// `rdtsc`, BENCHMARKS.md).
     pub async fn send(
         &self,
         req: Request<Outgoing>,
+        started: Instant,
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let sent = async {
             match &self.pool {
@@ -269,7 +274,7 @@ impl Forwarder {
                     .map_err(|e| e.to_string()),
             }
         };
-        let mut resp = match tokio::time::timeout(self.timeout, sent).await {
+        let mut resp = match tokio::time::timeout_at(started + self.timeout, sent).await {
             Err(_) => return Err(ForwardError::Timeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "upstream request failed");
@@ -284,8 +289,9 @@ impl Forwarder {
     /// The application's response body, bounded: an application that stalls
     /// its body after the headers must not hold the provider's connection for
     /// ever, so the whole body is due within another `upstream.timeout`.
-    pub fn bounded(&self, body: ResponseBody) -> UpstreamBody {
-        UpstreamBody::new(self.timeout, body)
+    /// `from`: when the response's head arrived.
+    pub fn bounded(&self, body: ResponseBody, from: Instant) -> UpstreamBody {
+        UpstreamBody::new(self.timeout, body, from)
     }
 }
 
@@ -543,7 +549,7 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let body = forwarder.bounded(resp.into_body());
+            let body = forwarder.bounded(resp.into_body(), Instant::now());
             let seen = body.collect().await.unwrap().to_bytes();
             assert_eq!(seen, format!("/hook?x=1 Some({expected_host:?})"));
         }

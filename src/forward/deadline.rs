@@ -38,10 +38,11 @@ pub struct Deadline<B> {
 }
 
 impl<B> Deadline<B> {
-    pub(super) fn new(timeout: Duration, body: B) -> Self {
+    /// Due whole `timeout` after `from` (the caller's clock reading: one per request is enough).
+    pub(super) fn new(timeout: Duration, body: B, from: Instant) -> Self {
         Deadline {
             body,
-            made: Instant::now(),
+            made: from,
             timeout,
             timer: None,
         }
@@ -103,7 +104,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_is_there_is_read_without_a_timer() {
-        let mut body = Deadline::new(Duration::from_secs(5), Full::new(Bytes::from_static(b"ok")));
+        let mut body = Deadline::new(
+            Duration::from_secs(5),
+            Full::new(Bytes::from_static(b"ok")),
+            Instant::now(),
+        );
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "ok");
         assert!(body.frame().await.is_none());
@@ -113,7 +118,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stalled_body_ends_in_an_error_at_its_deadline_not_later() {
         let stalling = Scripted::stalling(Bytes::from_static(b"part"));
-        let mut body = Deadline::new(Duration::from_secs(5), stalling);
+        let mut body = Deadline::new(Duration::from_secs(5), stalling, Instant::now());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(
             body.frame().await.unwrap().unwrap().into_data().unwrap(),
@@ -128,7 +133,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn once_armed_the_deadline_holds_even_for_a_body_that_is_ready() {
-        let mut body = Deadline::new(Duration::from_secs(5), Scripted::hesitant());
+        let mut body = Deadline::new(Duration::from_secs(5), Scripted::hesitant(), Instant::now());
         // Not ready the first time: the timer is armed.
         let mut cx = Context::from_waker(std::task::Waker::noop());
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());

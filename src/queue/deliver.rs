@@ -279,7 +279,11 @@ impl Deliverer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, SystemTime::now()));
         // Read (a bounded part of) the answer, so the connection can be reused.
-        let body = Limited::new(self.forwarder.bounded(resp.into_body()), 64 << 10);
+        let body = Limited::new(
+            self.forwarder
+                .bounded(resp.into_body(), tokio::time::Instant::now()),
+            64 << 10,
+        );
         let _ = body.collect().await;
         let error = format!("status {}", status.as_u16());
         match status {

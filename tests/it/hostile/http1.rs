@@ -274,6 +274,47 @@ async fn slow_unsigned_bodies_do_not_hold_inflight_slots() {
     drop(stalled);
 }
 
+#[tokio::test]
+async fn a_body_trickled_past_body_timeout_is_answered_408_at_its_deadline_and_not_forwarded() {
+    let up = RawUpstream::start().await;
+    let gw = gateway(&up, "[limits]\nbody_timeout = \"1s\"").await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    // The head and a part of the body; then a byte every 200 ms, never all 1000.
+    s.write_all(
+        b"POST /webhooks/levanta HTTP/1.1\r\nHost: x\r\nx-levanta-hmac-sha256: 00\r\ncontent-length: 1000\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let head_sent = Instant::now();
+    let mut answer = None;
+    for _ in 0..25 {
+        if let Some(got) = closed_or_answered(&mut s, Duration::from_millis(200)).await {
+            answer = Some(got);
+            break;
+        }
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+    }
+    let elapsed = head_sent.elapsed();
+    let answer = answer.expect("an answer or a close within 5 s");
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+        "told 408: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // Due 1 s after the head, however busy the client keeps it; a 200 ms read and slack.
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(2500),
+        "answered {elapsed:?} after the head, not at body_timeout (1 s)"
+    );
+    assert_eq!(
+        up.count(),
+        0,
+        "nothing of the unfinished body reached the app"
+    );
+}
+
 // ---- dot segments with parameters ----------------------------------------------
 
 #[tokio::test]
