@@ -130,7 +130,7 @@ fn replay_id(i: u64) -> [u8; 32] {
 
 fn claim_and_deliver(store: &Arc<Store>, i: u64) {
     match ready(store.claim("bench", &replay_id(i))) {
-        Ok(Claim::Claimed(t)) => ready(store.delivered(t)).unwrap(),
+        Ok(Claim::Claimed(t)) => ready(store.delivered(t, tokio::time::Instant::now())).unwrap(),
         other => panic!("id {i}: expected a fresh claim, got {other:?}"),
     }
 }

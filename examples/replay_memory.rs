@@ -54,7 +54,7 @@ fn main() {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&i.to_le_bytes());
         match ready(store.claim("route", &id)).unwrap() {
-            Claim::Claimed(t) => ready(store.delivered(t)).unwrap(),
+            Claim::Claimed(t) => ready(store.delivered(t, tokio::time::Instant::now())).unwrap(),
             other => panic!("id {i}: {other:?}"),
         }
     }

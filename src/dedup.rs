@@ -61,10 +61,17 @@ pub async fn claim(
 }
 
 /// Records the application's answer in the replay store: delivered
-/// (remembered) on 2xx, otherwise released for the provider's retry.
-pub async fn settle(store: &Store, route: &Route, ticket: Ticket, accepted: bool) {
+/// (remembered) on 2xx, otherwise released for the provider's retry. `at`:
+/// when the answer came, as the caller read the clock.
+pub async fn settle(
+    store: &Store,
+    route: &Route,
+    ticket: Ticket,
+    accepted: bool,
+    at: tokio::time::Instant,
+) {
     let settled = if accepted {
-        store.delivered(ticket).await
+        store.delivered(ticket, at).await
     } else {
         store.release(ticket).await
     };

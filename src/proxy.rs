@@ -335,7 +335,7 @@ impl Proxy {
             }
             if let Some(ticket) = ticket {
                 let accepted = matches!(&result, Ok(r) if r.status().is_success());
-                dedup::settle(&this.store, &route, ticket, accepted).await;
+                dedup::settle(&this.store, &route, ticket, accepted, arrived).await;
             }
             (result, arrived)
         });

@@ -178,7 +178,8 @@ pub async fn enqueue(
             (None, _) | (_, None) => Err(Reason::QueueUnavailable),
         };
         if let Some(ticket) = ticket {
-            crate::dedup::settle(&store, &route, ticket, stored.is_ok()).await;
+            let at = tokio::time::Instant::now();
+            crate::dedup::settle(&store, &route, ticket, stored.is_ok(), at).await;
         }
         if let Err(reason) = stored {
             tracing::warn!(route = %route.name, reason = reason.as_str(), "queue: request not stored");

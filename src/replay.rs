@@ -144,12 +144,13 @@ impl Store {
         })
     }
 
-    /// The application accepted the request: remember the id for `ttl`.
-    pub async fn delivered(&self, ticket: Ticket) -> Result<(), StoreError> {
+    /// The application accepted the request (`at`: the caller's clock reading
+    /// when it answered): remember the id for `ttl`.
+    pub async fn delivered(&self, ticket: Ticket, at: Instant) -> Result<(), StoreError> {
         let ticket = ticket.disarm();
         match self {
             Store::Memory(m) => {
-                m.delivered(&ticket, Instant::now());
+                m.delivered(&ticket, at);
                 Ok(())
             }
             Store::Redis(r) => Box::pin(r.delivered(&ticket)).await,
@@ -405,7 +406,7 @@ mod tests {
             panic!("the retry must claim the released id");
         };
         // A settled ticket does not release on drop.
-        store.delivered(again).await.unwrap();
+        store.delivered(again, Instant::now()).await.unwrap();
         assert_eq!(store.claim("r", &[5; 32]).await.unwrap(), Claim::Duplicate);
     }
 

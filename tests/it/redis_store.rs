@@ -490,7 +490,10 @@ async fn keys_are_prefixed_and_a_stale_holder_cannot_release_a_claim_taken_over(
     store.release(stale).await.unwrap();
     assert_eq!(store.claim("levers", &id).await.unwrap(), Claim::InFlight);
 
-    store.delivered(current).await.unwrap();
+    store
+        .delivered(current, tokio::time::Instant::now())
+        .await
+        .unwrap();
     assert_eq!(redis_cli(&redis, &["GET", &key]), "D");
     let pttl: i64 = redis_cli(&redis, &["PTTL", &key]).parse().unwrap();
     assert!(pttl > 3_500_000, "delivered ids live for ttl: {pttl}");
