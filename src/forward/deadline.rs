@@ -6,7 +6,8 @@
 //! read along with the headers) is ready at once, and a timer's register and
 //! cancel were ~1.1k instructions of each forwarded request
 //! (`benches/load/icount.sh`, BENCHMARKS.md). The deadline is the same: fixed
-//! when the body is made, never reset by progress; once armed, it is checked
+//! when the body is made (counted from the caller's reading of when the
+//! headers arrived), never reset by progress; once armed, it is checked
 //! before every poll, as `DeadlineBody` does.
 
 use std::future::Future;
@@ -28,9 +29,10 @@ pub type UpstreamBody = Deadline<ResponseBody>;
 #[error("the application's response body was not complete within upstream.timeout")]
 pub struct BodyTimeout;
 
-/// A body due whole by a deadline fixed when it is made.
+/// A body due whole `timeout` after `made`, fixed when it is made.
 pub struct Deadline<B> {
     body: B,
+    /// When the headers arrived, as the caller read the clock.
     made: Instant,
     timeout: Duration,
     /// Made the first time the body is not ready; boxed because that is rare.
@@ -127,7 +129,7 @@ mod tests {
         let started = Instant::now();
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.is::<BodyTimeout>(), "{err}");
-        // The deadline counts from when the body was made: 5 s, 2 of them gone.
+        // The deadline counts from the reading it was given: 5 s, 2 of them gone.
         assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
 
