@@ -7,8 +7,10 @@
 # Each target runs under callgrind behind the same nginx upstream (answering 200) and gets
 # 3 s of wrk (1 KiB signed Svix webhooks, 50 connections, one thread) to warm up; then its
 # counters are zeroed, it gets --seconds (default 6) more with ids it has not seen, and its
-# counters are dumped. Printed: user-space instructions per request served, and the ten
-# functions (self cost) where hookgate's count differs most from the first other target's.
+# counters are dumped. Printed: user-space instructions per request served, clock reads per
+# request (calls into libc's clock_gettime: where the host traps `rdtsc`, as nested VMs do,
+# each costs 60-80 ns, BENCHMARKS.md), and the ten functions (self cost) where hookgate's count
+# differs most from the first other target's.
 #
 #   hookgate       HOOKGATE_BIN, or target/release/hookgate (built here)
 #   before         --before BIN: another hookgate build, for a before/after
@@ -111,8 +113,25 @@ r = json.loads(next(l for l in open(wrk) if l.startswith("RESULT ")).split(" ", 
 errors = sum(r[k] for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts"))
 if errors or r["ids_wrapped"] or r["requests"] == 0:
     sys.exit(f"icount.sh: {target}: errors or repeated ids in the measured part, see {wrk}")
-total = int(re.search(r"^summary: (\d+)", open(sys.argv[2]).read(), re.M).group(1))
-print(target, r["requests"], total)
+text = open(sys.argv[2]).read()
+total = int(re.search(r"^summary: (\d+)", text, re.M).group(1))
+# Clock reads: calls into libc's clock_gettime (Instant::now, SystemTime::now and tokio's
+# clock all end there), from outside it. Callgrind compresses names: "fn=(id) name" the first
+# time, "fn=(id)" after; a "calls=" line follows the "cfn=" of its callee.
+names, caller, callee, clock_calls = {}, "", "", 0
+for line in text.splitlines():
+    m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line)
+    if m:
+        kind, ident, name = m.groups()
+        if name is not None:
+            names[ident] = name
+        if kind == "fn":
+            caller = names.get(ident, "")
+        else:
+            callee = names.get(ident, "")
+    elif line.startswith("calls=") and "clock_gettime" in callee and "clock_gettime" not in caller:
+        clock_calls += int(line.split("=", 1)[1].split()[0])
+print(target, r["requests"], total, clock_calls)
 EOF
 }
 
@@ -133,17 +152,17 @@ python3 - "$OUT" "${RESULTS[@]}" <<'EOF'
 import sys
 out, rows = sys.argv[1], [r.split() for r in sys.argv[2:]]
 base = None
-print(f"{'target':>14} {'requests':>9} {'instructions/request':>21} {'x hookgate':>10}")
-for name, served, total in rows:
+print(f"{'target':>14} {'requests':>9} {'instructions/request':>21} {'x hookgate':>10} {'clock reads/request':>20}")
+for name, served, total, clock in rows:
     per = int(total) / int(served)
     base = base or per
-    print(f"{name:>14} {served:>9} {per:>21,.0f} {per / base:>9.3f}x")
+    print(f"{name:>14} {served:>9} {per:>21,.0f} {per / base:>9.3f}x {int(clock) / int(served):>20.1f}")
 EOF
 
 set -- "${RESULTS[@]}"
 if [ $# -ge 2 ]; then
-  read -r _ hg_served _ <<<"$1"
-  read -r other other_served _ <<<"$2"
+  read -r _ hg_served _ _ <<<"$1"
+  read -r other other_served _ _ <<<"$2"
   by_function hookgate "$hg_served" >"$OUT/functions-hookgate.tsv"
   by_function "$other" "$other_served" >"$OUT/functions-$other.tsv"
   python3 - "$OUT/functions-hookgate.tsv" "$OUT/functions-$other.tsv" "$other" <<'EOF'
