@@ -181,7 +181,8 @@ impl Forwarder {
         origin: Origin,
     ) -> Result<Response<ResponseBody>, ForwardError> {
         let req = self.request(pass, parts, body, &origin)?;
-        self.send(req, Instant::now()).await
+        let (resp, _) = self.send(req, Instant::now()).await?;
+        Ok(resp)
     }
 
     /// The request as the application gets it. Made before anything is
@@ -251,39 +252,36 @@ impl Forwarder {
 
     /// Sends a request made by [`Forwarder::request`]: its response's
     /// headers are due within `upstream.timeout` of `started`, the caller's
-    /// reading of the clock as it sends (one reading serves the deadline and
-    /// the caller's own timing: a clock read is ~80 ns on a VM that traps
-    /// `rdtsc`, BENCHMARKS.md).
+    /// reading of the clock as it sends. The response comes with the reading
+    /// taken when its headers arrived. One reading serves every use at its
+    /// moment: a clock read is 60-80 ns on a VM that traps `rdtsc`
+    /// (BENCHMARKS.md).
     pub async fn send(
         &self,
         req: Request<Outgoing>,
         started: Instant,
-    ) -> Result<Response<ResponseBody>, ForwardError> {
+    ) -> Result<(Response<ResponseBody>, Instant), ForwardError> {
         let sent = async {
+            let unpooled = |r: Result<Response<hyper::body::Incoming>, _>| {
+                r.map(|r| (r.map(ResponseBody::unpooled), Instant::now()))
+            };
             match &self.pool {
-                Pool::Http(p) => p.send(req).await.map_err(|e| e.to_string()),
-                Pool::Tcp(c) => c
-                    .request(req)
-                    .await
-                    .map(|r| r.map(ResponseBody::unpooled))
-                    .map_err(|e| e.to_string()),
-                Pool::Unix(c) => c
-                    .request(req)
-                    .await
-                    .map(|r| r.map(ResponseBody::unpooled))
-                    .map_err(|e| e.to_string()),
+                Pool::Http(p) => p.send(req, started).await.map_err(|e| e.to_string()),
+                Pool::Tcp(c) => unpooled(c.request(req).await).map_err(|e| e.to_string()),
+                Pool::Unix(c) => unpooled(c.request(req).await).map_err(|e| e.to_string()),
             }
         };
-        let mut resp = match tokio::time::timeout_at(started + self.timeout, sent).await {
+        let (mut resp, arrived) = match tokio::time::timeout_at(started + self.timeout, sent).await
+        {
             Err(_) => return Err(ForwardError::Timeout),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "upstream request failed");
                 return Err(ForwardError::Unavailable);
             }
-            Ok(Ok(resp)) => resp,
+            Ok(Ok(answer)) => answer,
         };
         strip_hop_by_hop(resp.headers_mut());
-        Ok(resp)
+        Ok((resp, arrived))
     }
 
     /// The application's response body, bounded: an application that stalls

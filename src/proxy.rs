@@ -318,13 +318,17 @@ impl Proxy {
         let (reservation, ticket) = (out.reservation, out.ticket);
         let forward = Detach::new(async move {
             let started = Instant::now();
-            let result = match req {
+            let answer = match req {
                 Ok(req) => upstream.send(req, started).await,
                 Err(e) => Err(e),
             };
-            // When the response's head arrived: its duration, and the start
-            // of its body's deadline.
-            let arrived = Instant::now();
+            // When the response's head arrived (read by the forwarder), or
+            // when it failed: its duration, the start of its body's
+            // deadline, and the delivered id's.
+            let (result, arrived) = match answer {
+                Ok((resp, arrived)) => (Ok(resp), arrived),
+                Err(e) => (Err(e), Instant::now()),
+            };
             drop(reservation);
             if let Ok(resp) = &result {
                 route

@@ -31,13 +31,14 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::wire::{self, Decoder, Parsed, ResponseHead, Step, WireError};
 use super::Outgoing;
@@ -138,12 +139,15 @@ impl HttpPool {
 
     /// Sends `req` (origin-form, with its `Host` and `Content-Length`) on an
     /// idle connection or a new one; the response's body returns the
-    /// connection when it ends.
+    /// connection when it ends. `started`: the caller's clock reading as it
+    /// sends, which judges the idle connections' age; the response comes with
+    /// the reading taken when its head arrived.
     pub(crate) async fn send(
         &self,
         req: Request<Outgoing>,
-    ) -> Result<Response<ResponseBody>, Failed> {
-        let idle = self.shared.checkout();
+        started: Instant,
+    ) -> Result<(Response<ResponseBody>, Instant), Failed> {
+        let idle = self.shared.checkout(started);
         self.send_on(idle, req).await
     }
 
@@ -154,7 +158,7 @@ impl HttpPool {
         &self,
         idle: Option<Conn>,
         req: Request<Outgoing>,
-    ) -> Result<Response<ResponseBody>, Failed> {
+    ) -> Result<(Response<ResponseBody>, Instant), Failed> {
         let (parts, body) = req.into_parts();
         let mut head = Vec::with_capacity(512);
         let blocks = body.blocks();
@@ -183,7 +187,7 @@ impl HttpPool {
         head: &[u8],
         blocks: &[Bytes],
         head_request: bool,
-    ) -> Result<Response<ResponseBody>, Attempt> {
+    ) -> Result<(Response<ResponseBody>, Instant), Attempt> {
         let (head, whole_request_sent) =
             match write_request(&mut conn, head, blocks, head_request).await? {
                 // Answered before the request was all out: the connection is
@@ -191,18 +195,20 @@ impl HttpPool {
                 Some(early) => (early, false),
                 None => (read_head(&mut conn, head_request).await?, true),
             };
+        let arrived = Instant::now();
         conn.buf.advance(head.len);
         let body = ResponseBody::direct(Direct {
             conn: Some(conn),
             decoder: Decoder::new(head.framing),
             reusable: head.reusable && whole_request_sent,
             pool: Arc::clone(&self.shared),
+            arrived,
         });
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         *resp.version_mut() = head.version;
         *resp.headers_mut() = head.headers;
-        Ok(resp)
+        Ok((resp, arrived))
     }
 
     #[cfg(test)]
@@ -320,12 +326,10 @@ impl Shared {
 
     /// The newest idle connection that is young enough and still usable;
     /// the others go (dropped outside the lock).
-    fn checkout(&self) -> Option<Conn> {
-        let mut now = None;
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         loop {
             let mut idle = self.lock();
             let entry = idle.pop_back()?;
-            let now = *now.get_or_insert_with(Instant::now);
             if now.saturating_duration_since(entry.since) > IDLE_TIMEOUT {
                 // The newest is too old, so is every older one.
                 let stale = std::mem::take(&mut *idle);
@@ -340,9 +344,10 @@ impl Shared {
         }
     }
 
-    /// Puts a connection whose response has ended back on the idle list.
-    fn checkin(&self, conn: Conn) {
-        let now = Instant::now();
+    /// Puts a connection whose response has ended back on the idle list, idle
+    /// since `now` (the reading taken when its response's head arrived: its
+    /// age is over-counted by the body's time, never under-counted).
+    fn checkin(&self, conn: Conn, now: Instant) {
         let mut idle = self.lock();
         // The oldest make room, and the stale go while the list is in hand
         // (without traffic nothing reaps them: they are dropped at checkout).
@@ -390,6 +395,8 @@ struct Direct {
     decoder: Decoder,
     reusable: bool,
     pool: Arc<Shared>,
+    /// When the response's head arrived.
+    arrived: Instant,
 }
 
 impl Direct {
@@ -401,7 +408,7 @@ impl Direct {
                 if conn.buf.capacity() > 2 * READ_SPACE {
                     conn.buf = BytesMut::new();
                 }
-                self.pool.checkin(conn);
+                self.pool.checkin(conn, self.arrived);
             }
         }
     }
@@ -674,6 +681,14 @@ mod tests {
         (addr, accepted)
     }
 
+    /// `HttpPool::send` as of now, its response without the arrival reading.
+    async fn sent(
+        pool: &HttpPool,
+        req: Request<Outgoing>,
+    ) -> Result<Response<ResponseBody>, Failed> {
+        pool.send(req, Instant::now()).await.map(|(resp, _)| resp)
+    }
+
     fn pool_at(addr: SocketAddr) -> HttpPool {
         HttpPool::new(addr.to_string(), Duration::from_secs(5))
     }
@@ -703,7 +718,7 @@ mod tests {
     }
 
     async fn send_and_read(pool: &HttpPool, up: &Upstream) -> Bytes {
-        let resp = pool.send(request(up)).await.unwrap();
+        let resp = sent(pool, request(up)).await.unwrap();
         assert_eq!(resp.status(), 200);
         resp.into_body().collect().await.unwrap().to_bytes()
     }
@@ -714,7 +729,7 @@ mod tests {
         let pool = pool(&up);
         // A response nobody has read yet holds its connection: the next
         // request takes a new one.
-        let busy = pool.send(request(&up)).await.unwrap();
+        let busy = sent(&pool, request(&up)).await.unwrap();
         assert_eq!(pool.idle_count(), 0);
         let next = tokio::time::timeout(Duration::from_secs(5), send_and_read(&pool, &up))
             .await
@@ -743,7 +758,7 @@ mod tests {
         let up = upstream(Answer::Chunked).await;
         let pool = pool(&up);
         for _ in 0..2 {
-            let resp = pool.send(request(&up)).await.unwrap();
+            let resp = sent(&pool, request(&up)).await.unwrap();
             assert!(resp.headers().contains_key(header::TRANSFER_ENCODING));
             assert_eq!(resp.body().size_hint().exact(), None);
             let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -787,6 +802,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_idle_past_idle_timeout_by_the_callers_reading_is_not_reused() {
+        let up = upstream(Answer::Ok).await;
+        let pool = pool(&up);
+        assert_eq!(send_and_read(&pool, &up).await, "ok");
+        assert_eq!(pool.idle_count(), 1);
+        // The age of an idle connection is judged by the reading the caller
+        // sends with: here, a minute and more after it went back.
+        let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
+        let (resp, _) = pool.send(request(&up), later).await.unwrap();
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(
+            up.accepted.load(Ordering::SeqCst),
+            2,
+            "a new connection, not the stale one"
+        );
+        // By a reading from now, the connection just used is young.
+        assert_eq!(send_and_read(&pool, &up).await, "ok");
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
     async fn a_request_that_could_not_be_written_goes_again_on_a_fresh_connection() {
         let up = upstream(Answer::Ok).await;
         let pool = pool(&up);
@@ -801,7 +837,7 @@ mod tests {
             stream: TcpStream::from_std(std).unwrap(),
             buf: BytesMut::new(),
         };
-        let resp = pool.send_on(Some(dead), request(&up)).await.unwrap();
+        let (resp, _) = pool.send_on(Some(dead), request(&up)).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
         assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
@@ -820,7 +856,7 @@ mod tests {
     async fn a_body_dropped_midway_does_not_return_its_connection() {
         let up = upstream(Answer::Large).await;
         let pool = pool(&up);
-        let resp = pool.send(request(&up)).await.unwrap();
+        let resp = sent(&pool, request(&up)).await.unwrap();
         let mut body = resp.into_body();
         let first = body.frame().await.unwrap().unwrap();
         assert!(first.is_data());
@@ -843,7 +879,7 @@ mod tests {
         .await;
         let pool = pool_at(addr);
         for _ in 0..2 {
-            let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
+            let resp = sent(&pool, request_to(addr, Method::POST)).await.unwrap();
             assert_eq!(resp.status(), 201);
             assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "done");
         }
@@ -859,7 +895,7 @@ mod tests {
         .await;
         let pool = pool_at(addr);
         for _ in 0..2 {
-            let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
+            let resp = sent(&pool, request_to(addr, Method::POST)).await.unwrap();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             assert_eq!(body, "until the end");
         }
@@ -873,7 +909,7 @@ mod tests {
             scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n", false).await;
         let pool = pool_at(addr);
         for _ in 0..2 {
-            let resp = pool.send(request_to(addr, Method::HEAD)).await.unwrap();
+            let resp = sent(&pool, request_to(addr, Method::HEAD)).await.unwrap();
             assert_eq!(resp.headers()[header::CONTENT_LENGTH], "1234");
             assert!(resp.body().is_end_stream());
             assert!(resp
@@ -896,7 +932,7 @@ mod tests {
         .await;
         let pool = pool_at(addr);
         assert!(matches!(
-            pool.send(request_to(addr, Method::POST)).await,
+            sent(&pool, request_to(addr, Method::POST)).await,
             Err(Failed::Wire(_))
         ));
         assert_eq!(pool.idle_count(), 0);
@@ -906,7 +942,7 @@ mod tests {
     async fn a_body_cut_short_is_an_error_and_its_connection_is_not_reused() {
         let (addr, _) = scripted(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", true).await;
         let pool = pool_at(addr);
-        let resp = pool.send(request_to(addr, Method::POST)).await.unwrap();
+        let resp = sent(&pool, request_to(addr, Method::POST)).await.unwrap();
         assert!(resp.into_body().collect().await.is_err());
         assert_eq!(pool.idle_count(), 0);
     }
@@ -952,7 +988,7 @@ mod tests {
         let refusal = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!";
         let addr = answers_before_the_body(refusal, false).await;
         let pool = pool_at(addr);
-        let resp = tokio::time::timeout(Duration::from_secs(10), pool.send(large_request(addr)))
+        let resp = tokio::time::timeout(Duration::from_secs(10), sent(&pool, large_request(addr)))
             .await
             .expect("the early answer, not a write stalled until the upstream timeout")
             .unwrap();
@@ -969,7 +1005,7 @@ mod tests {
             b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
         let addr = answers_before_the_body(refusal, true).await;
         let pool = pool_at(addr);
-        let resp = tokio::time::timeout(Duration::from_secs(10), pool.send(large_request(addr)))
+        let resp = tokio::time::timeout(Duration::from_secs(10), sent(&pool, large_request(addr)))
             .await
             .expect("an answer or an error, not a hang");
         // The close of a socket with unread data is a reset, which may
@@ -991,6 +1027,6 @@ mod tests {
             header::HOST,
             HeaderValue::from_str(&addr.to_string()).unwrap(),
         );
-        assert!(matches!(pool.send(req).await, Err(Failed::Connect(_))));
+        assert!(matches!(sent(&pool, req).await, Err(Failed::Connect(_))));
     }
 }
