@@ -118,7 +118,7 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// (BENCHMARKS.md).
 const BLOCK: usize = 64 << 10;
 
-/// Reads the whole body, at most `max` bytes, within `timeout`, reserving
+/// Reads the whole body, at most `max` bytes, by `due`, reserving
 /// from `budget` every byte of memory it holds, and returns it as the blocks
 /// it was read into, in order: never joined, since joining would hold a
 /// large body twice. The reservation must be held for as long as the returned
@@ -211,13 +211,13 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use http_body_util::Full;
     use std::time::Duration;
 
     /// A deadline this far from now.
     fn in_(d: Duration) -> tokio::time::Instant {
         tokio::time::Instant::now() + d
     }
-    use http_body_util::Full;
 
     fn budget() -> Budget {
         Budget::new(1 << 20, IntGauge::new("b", "b").unwrap())
