@@ -551,6 +551,7 @@ where
                 headers: parts.headers,
                 body,
                 answered: StatusCode::ACCEPTED,
+                arrived: std::time::Instant::now(),
             });
             let mut resp = http::Response::new(Full::new(Bytes::from_static(b"{\"app\":1}")));
             *resp.status_mut() = StatusCode::ACCEPTED;

@@ -29,6 +29,9 @@ pub struct Received {
     pub body: Bytes,
     /// The status the application answered it with.
     pub answered: StatusCode,
+    /// When its body had been read in full (the answer follows after the
+    /// configured delay).
+    pub arrived: std::time::Instant,
 }
 
 /// What the application answers.
@@ -91,6 +94,7 @@ impl Upstream {
                                 headers: parts.headers,
                                 body,
                                 answered: answer.status,
+                                arrived: std::time::Instant::now(),
                             });
                             tokio::time::sleep(answer.delay).await;
                             let mut resp = Response::new(Full::new(answer.body));
