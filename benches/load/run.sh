@@ -25,6 +25,11 @@
 #          only the work a verifying, deduplicating, logging gateway cannot skip (the Svix check,
 #          a claim and a settle in one shared LRU of ids, a JSON log line batched to stderr): the
 #          measured lower bound of the work hookgate's design requires per request.
+#          --guards: --floor and a third, "floor+guards": floor+verify plus hookgate's
+#          per-request protections and metrics in their plainest form (hyper's header read
+#          timeout, the in-flight cap and body budget as shared semaphores with their gauges,
+#          the body and upstream deadlines, shared Prometheus counters and histograms): what
+#          they cost on hyper, apart from hookgate's code (examples/floor/guards.rs).
 #          --raw: also run the same two without hyper, on the purpose-built HTTP/1.1 path in
 #          examples/floor/raw.rs (one buffer per connection, heads parsed in place by httparse, no
 #          header map, body channel or second task): "raw" and "raw+verify", what a data path of
@@ -55,7 +60,7 @@ OUT=$HERE/out
 . "$HERE/common.sh"
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" BALANCE="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 RAW=0
+STORE=memory LOG=info WORKERS="" BALANCE="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 GUARDS=0 RAW=0
 QUEUE=0 QROUTES=16 QCONC=16
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -74,11 +79,12 @@ while [ $# -gt 0 ]; do
     --soak) SOAK=$2; shift ;;
     --before) BEFORE=$2; shift ;;
     --floor) FLOOR=1 ;;
+    --guards) FLOOR=1; GUARDS=1 ;;
     --raw) RAW=1 ;;
     --queue) QUEUE=1 ;;
     --queue-routes) QROUTES=$2; shift ;;
     --queue-concurrency) QCONC=$2; shift ;;
-    -h|--help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -117,7 +123,7 @@ OUT=$(cd "$OUT" && pwd)
 
 read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT \
   QG_PORT QG_ADMIN_PORT APP_PORT FV_PORT RW_PORT RV_PORT \
-  RU_PORT <<<"$(free_ports 16)"
+  RU_PORT FG_PORT <<<"$(free_ports 17)"
 
 # ---- the upstream: nginx answering 200 to everything (common.sh) ----
 upstream_config "$OUT/nginx-up" "$UP_PORT"
@@ -272,6 +278,15 @@ if [ "$FLOOR" = 1 ]; then
   PIDS+=("$FV_PID")
   wait_port "$FV_PORT" floor+verify "$FV_PID"
 fi
+FG_PID=""
+if [ "$GUARDS" = 1 ]; then
+  # floor+guards: floor+verify plus hookgate's per-request limits, timers and metrics.
+  target/release/examples/floor "127.0.0.1:$FG_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    guards 2>"$OUT/floor+guards.log" &
+  FG_PID=$!
+  PIDS+=("$FG_PID")
+  wait_port "$FG_PORT" floor+guards "$FG_PID"
+fi
 RV_PID=""
 if [ "$RAW" = 1 ]; then
   target/release/examples/floor "127.0.0.1:$RW_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
@@ -306,6 +321,10 @@ if [ "$FLOOR" = 1 ]; then
   URL[floor+verify]="http://127.0.0.1:$FV_PORT/webhooks/svix"; PID[floor+verify]=$FV_PID
   TARGETS="$TARGETS floor floor+verify"
 fi
+if [ "$GUARDS" = 1 ]; then
+  URL[floor+guards]="http://127.0.0.1:$FG_PORT/webhooks/svix"; PID[floor+guards]=$FG_PID
+  TARGETS="$TARGETS floor+guards"
+fi
 if [ "$RAW" = 1 ]; then
   URL[raw]="http://127.0.0.1:$RW_PORT/webhooks/svix"; PID[raw]=$RW_PID
   URL[raw+verify]="http://127.0.0.1:$RV_PORT/webhooks/svix"; PID[raw+verify]=$RV_PID
@@ -330,7 +349,7 @@ EOF
 # A genuine request is forwarded, a forged one refused and a repeat answered as a duplicate:
 # every verifying target (floor+verify and raw+verify too; not nginx or the bare floors) really
 # verifies here.
-for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"} ${RV_PID:+"$RV_PORT"}; do
+for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"} ${FG_PID:+"$FG_PORT"} ${RV_PID:+"$RV_PORT"}; do
 python3 - "$port" "$SECRET" <<'EOF'
 import base64, hashlib, hmac, sys, time, urllib.error, urllib.request
 port, secret = sys.argv[1], sys.argv[2]

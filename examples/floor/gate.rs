@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -123,7 +123,12 @@ thread_local! {
 
 /// The request's JSON log line (with its time, as any access log has).
 pub(crate) fn log(outcome: &str, status: u16, start: Instant, id: Option<&[u8]>) {
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    log_took(outcome, status, start.elapsed(), id);
+}
+
+/// The same line, for a caller that has read the request's duration already.
+pub(crate) fn log_took(outcome: &str, status: u16, took: Duration, id: Option<&[u8]>) {
+    let ms = took.as_secs_f64() * 1000.0;
     LOG.with_borrow_mut(|buf| {
         let _ = write!(
             buf,

@@ -20,6 +20,10 @@
 //! limits or timers. What hookgate costs above this is what its design adds
 //! beyond the work itself.
 //!
+//! `floor+guards` (the `guards` argument): floor+verify plus hookgate's
+//! per-request protections and metrics in their plainest form (`guards.rs`):
+//! what they cost on hyper, apart from hookgate's code.
+//!
 //! `raw` and `raw+verify`: the same two, with hyper replaced by a purpose-built
 //! HTTP/1.1 path (`raw.rs`): what a proxy of nginx's shape costs here, one
 //! read buffer per connection, the head parsed in place by `httparse` (the
@@ -34,11 +38,12 @@
 //! 1.3 µs more per request in a profile of floor+verify, which would have put
 //! the floor above what the work costs.
 //!
-//! Usage: floor LISTEN_ADDR UPSTREAM_ADDR WORKERS [verify|raw|raw+verify|rawup]
+//! Usage: floor LISTEN_ADDR UPSTREAM_ADDR WORKERS [verify|guards|raw|raw+verify|rawup]
 //!        (e.g. 127.0.0.1:8080 127.0.0.1:3000 2 verify; `verify` reads the
-//!        `whsec_…` secret from BENCH_SVIX_SECRET)
+//!        `whsec_…` secret from BENCH_SVIX_SECRET, as `guards` does)
 
 mod gate;
+mod guards;
 mod raw;
 mod rawup;
 
@@ -52,7 +57,7 @@ use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use gate::{Claim, Gate};
 
@@ -62,7 +67,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 type Upstream = Client<HttpConnector, Full<Bytes>>;
 type Reply = Response<Either<Incoming, Full<Bytes>>>;
 
-const USAGE: &str = "usage: floor LISTEN_ADDR UPSTREAM_ADDR WORKERS [verify|raw|raw+verify|rawup]";
+const USAGE: &str =
+    "usage: floor LISTEN_ADDR UPSTREAM_ADDR WORKERS [verify|guards|raw|raw+verify|rawup]";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -74,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (path, gate) = match mode {
         "" => (Path::Hyper, None),
         "verify" => (Path::Hyper, Some(gate_from_env()?)),
+        "guards" => (Path::Guarded, Some(gate_from_env()?)),
         "raw" => (Path::Raw, None),
         "raw+verify" => (Path::Raw, Some(gate_from_env()?)),
         "rawup" => (Path::RawUpstream, None),
@@ -82,6 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = listen.parse()?;
     let upstream: &'static str = Box::leak(upstream.clone().into_boxed_str());
     let workers: usize = workers.parse()?;
+    let guards: &'static guards::Guards = Box::leak(Box::new(guards::Guards::new()?));
     // One listener, bound once; each worker accepts from its own clone of it
     // (the kernel hands each connection to one waiting accept).
     let listener = std::net::TcpListener::bind(listen)?;
@@ -91,6 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let listener = listener.try_clone()?;
             Ok(std::thread::spawn(move || match path {
                 Path::Hyper => worker(listener, upstream, gate),
+                Path::Guarded => guarded_worker(listener, upstream, gate, guards),
                 Path::Raw => raw::worker(listener, upstream, gate),
                 Path::RawUpstream => rawup_worker(listener, upstream),
             }))
@@ -106,6 +115,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[derive(Clone, Copy)]
 enum Path {
     Hyper,
+    /// floor+guards: hyper, verifying, with hookgate's limits and metrics.
+    Guarded,
     Raw,
     RawUpstream,
 }
@@ -141,6 +152,15 @@ where
     });
 }
 
+/// A worker's pooled hyper-util client (`TCP_NODELAY`).
+fn pooled_client() -> Upstream {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1024)
+        .build(http)
+}
+
 /// One client connection on hyper's HTTP/1.1 server.
 async fn serve_h1<S>(stream: tokio::net::TcpStream, svc: S)
 where
@@ -153,11 +173,7 @@ where
 
 /// The hyper floors' worker: hyper's server, hyper-util's pooled client.
 fn worker(listener: std::net::TcpListener, upstream: &'static str, gate: Option<&'static Gate>) {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    let client: Upstream = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build(http);
+    let client = pooled_client();
     // Two loops, not one with a branch inside: the bare floor's stays exactly
     // what it was.
     match gate {
@@ -172,6 +188,29 @@ fn worker(listener: std::net::TcpListener, upstream: &'static str, gate: Option<
             serve_h1(stream, svc)
         }),
     }
+}
+
+/// floor+guards' worker: floor+verify's, hyper's header read timeout on.
+fn guarded_worker(
+    listener: std::net::TcpListener,
+    upstream: &'static str,
+    gate: Option<&'static Gate>,
+    guards: &'static guards::Guards,
+) {
+    let Some(gate) = gate else { return };
+    let client = pooled_client();
+    accept_loop(listener, move |stream| {
+        let client = client.clone();
+        let svc = service_fn(move |req| guards::serve(gate, guards, client.clone(), upstream, req));
+        let mut conn = hyper::server::conn::http1::Builder::new();
+        if guards.on.timer {
+            conn.timer(TokioTimer::new())
+                .header_read_timeout(guards::HEADER_TIMEOUT);
+        }
+        async move {
+            let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+        }
+    });
 }
 
 /// The hybrid's worker: hyper's server, the purpose-built upstream exchange.

@@ -1,0 +1,294 @@
+//! floor+guards: floor+verify plus, in their plainest form on hyper and tokio,
+//! the protections and the observability hookgate keeps on every request
+//! (DESIGN §4, §6), so that what they cost is measured apart from hookgate's
+//! code:
+//!
+//! - hyper's header read timeout (10 s, `TokioTimer`), against slowloris;
+//! - an in-flight cap (a `Semaphore` shared by the workers, `try_acquire`,
+//!   503 when full) with its gauge;
+//! - a body budget (`limits.max_buffered`: a shared `Semaphore` of bytes,
+//!   reserved by the declared length) with its gauge;
+//! - the body due within a `body_timeout` of the request's start, the
+//!   application's answer within an `upstream.timeout` of its sending
+//!   (tokio's `timeout_at`);
+//! - Prometheus metrics shared by the workers, as hookgate's are: the request
+//!   counter, the request and upstream duration histograms (hookgate's
+//!   buckets), the upstream status-class counter and the secret-match counter.
+//!
+//! `FLOOR_GUARDS` (a comma-separated list of `timer`, `limits`, `deadlines`,
+//! `metrics`; all four when unset) keeps only some, so that each one's price
+//! can be told apart.
+//!
+//! Clock readings as hookgate takes them: the request's start (which also
+//! dates the body's deadline), the sending, the answer's arrival, the end (the
+//! duration, the log line). What is left out: routes, the response body's
+//! deadline (its sleep registers only when the body is not already there, and
+//! `ok\n` always is), attestation, X-Forwarded-For.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{request, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Either};
+use hyper::body::Incoming;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::gate::{self, Claim, Gate};
+use crate::{answer, send, Reply, Upstream};
+
+/// hookgate's defaults for the same limits.
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_INFLIGHT: usize = 1024;
+const MAX_BUFFERED: usize = 64 << 20;
+
+/// hookgate's latency buckets.
+const LATENCY: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0,
+];
+
+/// Which guards are on (`FLOOR_GUARDS`).
+#[derive(Clone, Copy)]
+pub(crate) struct On {
+    /// hyper's header read timeout.
+    pub(crate) timer: bool,
+    /// The in-flight cap and the body budget.
+    limits: bool,
+    /// The body's and the answer's deadlines.
+    deadlines: bool,
+    /// Every metric update.
+    metrics: bool,
+}
+
+impl On {
+    fn from_env() -> Result<Self, String> {
+        let list = std::env::var("FLOOR_GUARDS")
+            .unwrap_or_else(|_| "timer,limits,deadlines,metrics".into());
+        let mut on = On {
+            timer: false,
+            limits: false,
+            deadlines: false,
+            metrics: false,
+        };
+        for part in list.split(',').filter(|p| !p.is_empty()) {
+            match part {
+                "timer" => on.timer = true,
+                "limits" => on.limits = true,
+                "deadlines" => on.deadlines = true,
+                "metrics" => on.metrics = true,
+                other => return Err(format!("FLOOR_GUARDS: unknown guard {other:?}")),
+            }
+        }
+        Ok(on)
+    }
+}
+
+/// State every worker shares, as hookgate's limits and metrics are shared.
+pub(crate) struct Guards {
+    pub(crate) on: On,
+    inflight: Semaphore,
+    buffered: Semaphore,
+    inflight_gauge: IntGauge,
+    buffered_gauge: IntGauge,
+    requests: IntCounter,
+    request_duration: Histogram,
+    upstream_duration: Histogram,
+    upstream_2xx: IntCounter,
+    secret_matches: IntCounter,
+    /// Holds the families, as hookgate's registry does (never scraped here).
+    _registry: Registry,
+}
+
+impl Guards {
+    pub(crate) fn new() -> Result<Self, Box<dyn std::error::Error>> {
+        let r = Registry::new();
+        let gauge = |name: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, name)?;
+            r.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, name)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str| -> Result<Histogram, prometheus::Error> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, name).buckets(LATENCY.to_vec()))?;
+            r.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        Ok(Guards {
+            on: On::from_env()?,
+            inflight: Semaphore::new(MAX_INFLIGHT),
+            buffered: Semaphore::new(MAX_BUFFERED),
+            inflight_gauge: gauge("inflight")?,
+            buffered_gauge: gauge("buffered_bytes")?,
+            requests: counter("requests")?,
+            request_duration: histogram("request_duration")?,
+            upstream_duration: histogram("upstream_duration")?,
+            upstream_2xx: counter("upstream_2xx")?,
+            secret_matches: counter("secret_matches")?,
+            _registry: r,
+        })
+    }
+}
+
+/// One request verified, claimed, forwarded, settled, counted and logged,
+/// within the limits.
+pub(crate) async fn serve(
+    gate: &Gate,
+    guards: &Guards,
+    client: Upstream,
+    upstream: &'static str,
+    req: Request<Incoming>,
+) -> Result<Reply, std::convert::Infallible> {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let id = parts.headers.get("svix-id").cloned();
+    let on = guards.on;
+    let (outcome, resp) = if on.limits {
+        match guards.inflight.try_acquire() {
+            Ok(_permit) => {
+                if on.metrics {
+                    guards.inflight_gauge.inc();
+                }
+                let decided = decide(gate, guards, &client, upstream, start, parts, body).await;
+                if on.metrics {
+                    guards.inflight_gauge.dec();
+                }
+                decided
+            }
+            Err(_) => ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b"")),
+        }
+    } else {
+        verified(gate, guards, &client, upstream, start, parts, body).await
+    };
+    let took = start.elapsed();
+    if on.metrics {
+        guards.requests.inc();
+        guards.request_duration.observe(took.as_secs_f64());
+    }
+    gate::log_took(
+        outcome,
+        resp.status().as_u16(),
+        took,
+        id.as_ref().map(HeaderValue::as_bytes),
+    );
+    Ok(resp)
+}
+
+async fn decide(
+    gate: &Gate,
+    guards: &Guards,
+    client: &Upstream,
+    upstream: &'static str,
+    start: Instant,
+    parts: request::Parts,
+    body: Incoming,
+) -> (&'static str, Reply) {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    let Ok(_reserved) = guards.buffered.try_acquire_many(declared) else {
+        return ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b""));
+    };
+    if guards.on.metrics {
+        guards.buffered_gauge.add(i64::from(declared));
+    }
+    let decided = verified(gate, guards, client, upstream, start, parts, body).await;
+    if guards.on.metrics {
+        guards.buffered_gauge.sub(i64::from(declared));
+    }
+    decided
+}
+
+async fn verified(
+    gate: &Gate,
+    guards: &Guards,
+    client: &Upstream,
+    upstream: &'static str,
+    start: Instant,
+    parts: request::Parts,
+    body: Incoming,
+) -> (&'static str, Reply) {
+    let read = if guards.on.deadlines {
+        tokio::time::timeout_at(start + BODY_TIMEOUT, body.collect()).await
+    } else {
+        Ok(body.collect().await)
+    };
+    let body = match read {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return ("rejected", answer(StatusCode::BAD_REQUEST, b"")),
+        Err(_) => return ("rejected", answer(StatusCode::REQUEST_TIMEOUT, b"")),
+    };
+    let h = &parts.headers;
+    let (Some(id), Some(ts), Some(sig)) = (
+        h.get("svix-id"),
+        h.get("svix-timestamp"),
+        h.get("svix-signature"),
+    ) else {
+        return ("rejected", answer(StatusCode::BAD_REQUEST, b""));
+    };
+    if !gate.genuine(id.as_bytes(), ts.as_bytes(), sig.as_bytes(), &body) {
+        return ("rejected", answer(StatusCode::UNAUTHORIZED, b""));
+    }
+    if guards.on.metrics {
+        guards.secret_matches.inc();
+    }
+    let key = match gate.claim(id.as_bytes()) {
+        Claim::Claimed(key) => key,
+        Claim::Duplicate => {
+            let dup = answer(StatusCode::OK, br#"{"status":"duplicate"}"#);
+            return ("duplicate", dup);
+        }
+        Claim::InFlight => return ("rejected", answer(StatusCode::CONFLICT, b"")),
+    };
+    forward(gate, guards, client, upstream, key, parts, body).await
+}
+
+async fn forward(
+    gate: &Gate,
+    guards: &Guards,
+    client: &Upstream,
+    upstream: &'static str,
+    key: [u8; 16],
+    parts: request::Parts,
+    body: Bytes,
+) -> (&'static str, Reply) {
+    let started = Instant::now();
+    let sent = send(client, upstream, parts, body);
+    let answered = if guards.on.deadlines {
+        tokio::time::timeout_at(started + UPSTREAM_TIMEOUT, sent).await
+    } else {
+        Ok(sent.await)
+    };
+    match answered {
+        Ok(Ok(resp)) => {
+            let arrived = Instant::now();
+            if guards.on.metrics {
+                guards
+                    .upstream_duration
+                    .observe((arrived - started).as_secs_f64());
+                if resp.status().is_success() {
+                    guards.upstream_2xx.inc();
+                }
+            }
+            gate.settle(key, resp.status().is_success());
+            ("forwarded", resp.map(Either::Left))
+        }
+        Ok(Err(_)) => {
+            gate.settle(key, false);
+            ("upstream_error", answer(StatusCode::BAD_GATEWAY, b""))
+        }
+        Err(_) => {
+            gate.settle(key, false);
+            ("upstream_error", answer(StatusCode::GATEWAY_TIMEOUT, b""))
+        }
+    }
+}
