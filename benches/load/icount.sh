@@ -2,7 +2,7 @@
 # Instructions per request, counted by valgrind's callgrind: a figure that repeats within
 # ~0.5% on a shared, noisy box where CPU time per request moves by 10-20% between rounds.
 #
-#   benches/load/icount.sh [--floor] [--raw] [--before BIN] [--seconds N] [--keep]
+#   benches/load/icount.sh [--floor] [--guards] [--raw] [--before BIN] [--seconds N] [--keep]
 #
 # Each target runs under callgrind behind the same nginx upstream (answering 200) and gets
 # 3 s of wrk (1 KiB signed Svix webhooks, 50 connections, one thread) to warm up; then its
@@ -15,6 +15,8 @@
 #   hookgate       HOOKGATE_BIN, or target/release/hookgate (built here)
 #   before         --before BIN: another hookgate build, for a before/after
 #   floor+verify   --floor: examples/floor/ verifying (run.sh --floor; the minimal design)
+#   floor+guards   --guards: floor+verify plus hookgate's per-request limits, timers and metrics
+#                  (run.sh --guards; FLOOR_GUARDS picks some of them)
 #   raw+verify     --raw: the same work without hyper (run.sh --raw; the purpose-built path)
 #
 # Read it as a count of the work, not a time: kernel time (half the cost of a proxied
@@ -30,15 +32,16 @@ OUT=$HERE/out/icount
 # shellcheck source=benches/load/common.sh
 . "$HERE/common.sh"
 
-SECONDS_MEASURED=6 FLOOR=0 RAW=0 BEFORE="" KEEP=0
+SECONDS_MEASURED=6 FLOOR=0 GUARDS=0 RAW=0 BEFORE="" KEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_MEASURED=$2; shift ;;
     --floor) FLOOR=1 ;;
+    --guards) GUARDS=1 ;;
     --raw) RAW=1 ;;
     --before) BEFORE=$2; shift ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "icount.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -55,7 +58,7 @@ else
   timeout 1800 cargo build --release --locked --bin hookgate
   HOOKGATE=$PWD/target/release/hookgate
 fi
-if [ "$FLOOR" = 1 ] || [ "$RAW" = 1 ]; then
+if [ "$FLOOR" = 1 ] || [ "$GUARDS" = 1 ] || [ "$RAW" = 1 ]; then
   timeout 1800 cargo build --release --locked --example floor
 fi
 if [ -n "$BEFORE" ]; then BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE"); fi
@@ -79,6 +82,7 @@ export BENCH_SVIX_SECRET=$SECRET
 TARGETS="hookgate"
 [ -n "$BEFORE" ] && TARGETS="$TARGETS before"
 [ "$FLOOR" = 1 ] && TARGETS="$TARGETS floor+verify"
+[ "$GUARDS" = 1 ] && TARGETS="$TARGETS floor+guards"
 [ "$RAW" = 1 ] && TARGETS="$TARGETS raw+verify"
 
 # measure TARGET: prints "TARGET REQUESTS INSTRUCTIONS"
@@ -89,6 +93,7 @@ measure() {
     hookgate) "${vg[@]}" "$HOOKGATE" run --config "$OUT/hookgate.toml" --log-format json 2>"$OUT/$target.log" & ;;
     before) "${vg[@]}" "$BEFORE" run --config "$OUT/hookgate.toml" --log-format json 2>"$OUT/$target.log" & ;;
     floor+verify) "${vg[@]}" target/release/examples/floor "127.0.0.1:$PORT" "127.0.0.1:$UP_PORT" 2 verify 2>"$OUT/$target.log" & ;;
+    floor+guards) "${vg[@]}" target/release/examples/floor "127.0.0.1:$PORT" "127.0.0.1:$UP_PORT" 2 guards 2>"$OUT/$target.log" & ;;
     raw+verify) "${vg[@]}" target/release/examples/floor "127.0.0.1:$PORT" "127.0.0.1:$UP_PORT" 2 raw+verify 2>"$OUT/$target.log" & ;;
   esac
   pid=$!
