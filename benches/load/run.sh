@@ -264,46 +264,29 @@ if [ -n "$BEFORE" ]; then
   wait_port "$BF_ADMIN_PORT" "hookgate (before) admin" "$BF_PID"
 fi
 
+# start_floor VAR PORT NAME [MODE]: examples/floor as target NAME on PORT (MODE: its argument;
+# the verifying ones use the BENCH_SVIX_SECRET exported above, and their stderr is their access
+# log); its PID goes to VAR.
+start_floor() {
+  target/release/examples/floor "127.0.0.1:$2" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
+    ${4:+"$4"} 2>"$OUT/$3.log" &
+  printf -v "$1" '%s' "$!"
+  PIDS+=("$!")
+  wait_port "$2" "$3" "$!"
+}
+FV_PID="" FG_PID="" RV_PID=""
 if [ "$FLOOR" = 1 ]; then
-  target/release/examples/floor "127.0.0.1:$FL_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
-    2>"$OUT/floor.log" &
-  FL_PID=$!
-  PIDS+=("$FL_PID")
-  wait_port "$FL_PORT" floor "$FL_PID"
-  # floor+verify: the same binary verifying with the BENCH_SVIX_SECRET exported above; its
-  # stderr is its access log.
-  target/release/examples/floor "127.0.0.1:$FV_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
-    verify 2>"$OUT/floor+verify.log" &
-  FV_PID=$!
-  PIDS+=("$FV_PID")
-  wait_port "$FV_PORT" floor+verify "$FV_PID"
+  start_floor FL_PID "$FL_PORT" floor
+  start_floor FV_PID "$FV_PORT" floor+verify verify
 fi
-FG_PID=""
 if [ "$GUARDS" = 1 ]; then
-  # floor+guards: floor+verify plus hookgate's per-request limits, timers and metrics.
-  target/release/examples/floor "127.0.0.1:$FG_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
-    guards 2>"$OUT/floor+guards.log" &
-  FG_PID=$!
-  PIDS+=("$FG_PID")
-  wait_port "$FG_PORT" floor+guards "$FG_PID"
+  # floor+verify plus hookgate's per-request limits, timers and metrics (FLOOR_GUARDS).
+  start_floor FG_PID "$FG_PORT" floor+guards guards
 fi
-RV_PID=""
 if [ "$RAW" = 1 ]; then
-  target/release/examples/floor "127.0.0.1:$RW_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
-    raw 2>"$OUT/raw.log" &
-  RW_PID=$!
-  PIDS+=("$RW_PID")
-  wait_port "$RW_PORT" raw "$RW_PID"
-  target/release/examples/floor "127.0.0.1:$RV_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
-    raw+verify 2>"$OUT/raw+verify.log" &
-  RV_PID=$!
-  PIDS+=("$RV_PID")
-  wait_port "$RV_PORT" raw+verify "$RV_PID"
-  target/release/examples/floor "127.0.0.1:$RU_PORT" "127.0.0.1:$UP_PORT" "${WORKERS:-$(nproc)}" \
-    rawup 2>"$OUT/rawup.log" &
-  RU_PID=$!
-  PIDS+=("$RU_PID")
-  wait_port "$RU_PORT" rawup "$RU_PID"
+  start_floor RW_PID "$RW_PORT" raw raw
+  start_floor RV_PID "$RV_PORT" raw+verify raw+verify
+  start_floor RU_PID "$RU_PORT" rawup rawup
 fi
 
 # Each target: its URL, the process whose CPU is counted, and (hookgate only) its admin port.

@@ -35,8 +35,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::gate::{self, Claim, Gate};
-use crate::{answer, send, Reply, Upstream};
+use crate::gate::{self, Gate};
+use crate::{admit, answer, send, Reply, Upstream};
 
 /// hookgate's defaults for the same limits.
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,6 +136,16 @@ impl Guards {
     }
 }
 
+/// What one request's steps share.
+struct Ctx<'a> {
+    gate: &'a Gate,
+    guards: &'a Guards,
+    client: &'a Upstream,
+    upstream: &'static str,
+    /// The request's start: its duration and its body's deadline count from it.
+    start: Instant,
+}
+
 /// One request verified, claimed, forwarded, settled, counted and logged,
 /// within the limits.
 pub(crate) async fn serve(
@@ -145,7 +155,13 @@ pub(crate) async fn serve(
     upstream: &'static str,
     req: Request<Incoming>,
 ) -> Result<Reply, std::convert::Infallible> {
-    let start = Instant::now();
+    let cx = Ctx {
+        gate,
+        guards,
+        client: &client,
+        upstream,
+        start: Instant::now(),
+    };
     let (parts, body) = req.into_parts();
     let id = parts.headers.get("svix-id").cloned();
     let on = guards.on;
@@ -155,7 +171,7 @@ pub(crate) async fn serve(
                 if on.metrics {
                     guards.inflight_gauge.inc();
                 }
-                let decided = decide(gate, guards, &client, upstream, start, parts, body).await;
+                let decided = cx.within_budget(parts, body).await;
                 if on.metrics {
                     guards.inflight_gauge.dec();
                 }
@@ -164,9 +180,9 @@ pub(crate) async fn serve(
             Err(_) => ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b"")),
         }
     } else {
-        verified(gate, guards, &client, upstream, start, parts, body).await
+        cx.verified(parts, body).await
     };
-    let took = start.elapsed();
+    let took = cx.start.elapsed();
     if on.metrics {
         guards.requests.inc();
         guards.request_duration.observe(took.as_secs_f64());
@@ -180,115 +196,88 @@ pub(crate) async fn serve(
     Ok(resp)
 }
 
-async fn decide(
-    gate: &Gate,
-    guards: &Guards,
-    client: &Upstream,
-    upstream: &'static str,
-    start: Instant,
-    parts: request::Parts,
-    body: Incoming,
-) -> (&'static str, Reply) {
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
-    let Ok(_reserved) = guards.buffered.try_acquire_many(declared) else {
-        return ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b""));
-    };
-    if guards.on.metrics {
-        guards.buffered_gauge.add(i64::from(declared));
-    }
-    let decided = verified(gate, guards, client, upstream, start, parts, body).await;
-    if guards.on.metrics {
-        guards.buffered_gauge.sub(i64::from(declared));
-    }
-    decided
-}
-
-async fn verified(
-    gate: &Gate,
-    guards: &Guards,
-    client: &Upstream,
-    upstream: &'static str,
-    start: Instant,
-    parts: request::Parts,
-    body: Incoming,
-) -> (&'static str, Reply) {
-    let read = if guards.on.deadlines {
-        tokio::time::timeout_at(start + BODY_TIMEOUT, body.collect()).await
-    } else {
-        Ok(body.collect().await)
-    };
-    let body = match read {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => return ("rejected", answer(StatusCode::BAD_REQUEST, b"")),
-        Err(_) => return ("rejected", answer(StatusCode::REQUEST_TIMEOUT, b"")),
-    };
-    let h = &parts.headers;
-    let (Some(id), Some(ts), Some(sig)) = (
-        h.get("svix-id"),
-        h.get("svix-timestamp"),
-        h.get("svix-signature"),
-    ) else {
-        return ("rejected", answer(StatusCode::BAD_REQUEST, b""));
-    };
-    if !gate.genuine(id.as_bytes(), ts.as_bytes(), sig.as_bytes(), &body) {
-        return ("rejected", answer(StatusCode::UNAUTHORIZED, b""));
-    }
-    if guards.on.metrics {
-        guards.secret_matches.inc();
-    }
-    let key = match gate.claim(id.as_bytes()) {
-        Claim::Claimed(key) => key,
-        Claim::Duplicate => {
-            let dup = answer(StatusCode::OK, br#"{"status":"duplicate"}"#);
-            return ("duplicate", dup);
+impl Ctx<'_> {
+    /// The body's declared length reserved against the budget while it is held.
+    async fn within_budget(&self, parts: request::Parts, body: Incoming) -> (&'static str, Reply) {
+        let guards = self.guards;
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        let Ok(_reserved) = guards.buffered.try_acquire_many(declared) else {
+            return ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b""));
+        };
+        if guards.on.metrics {
+            guards.buffered_gauge.add(i64::from(declared));
         }
-        Claim::InFlight => return ("rejected", answer(StatusCode::CONFLICT, b"")),
-    };
-    forward(gate, guards, client, upstream, key, parts, body).await
-}
+        let decided = self.verified(parts, body).await;
+        if guards.on.metrics {
+            guards.buffered_gauge.sub(i64::from(declared));
+        }
+        decided
+    }
 
-async fn forward(
-    gate: &Gate,
-    guards: &Guards,
-    client: &Upstream,
-    upstream: &'static str,
-    key: [u8; 16],
-    parts: request::Parts,
-    body: Bytes,
-) -> (&'static str, Reply) {
-    let started = Instant::now();
-    let sent = send(client, upstream, parts, body);
-    let answered = if guards.on.deadlines {
-        tokio::time::timeout_at(started + UPSTREAM_TIMEOUT, sent).await
-    } else {
-        Ok(sent.await)
-    };
-    match answered {
-        Ok(Ok(resp)) => {
-            let arrived = Instant::now();
-            if guards.on.metrics {
-                guards
-                    .upstream_duration
-                    .observe((arrived - started).as_secs_f64());
-                if resp.status().is_success() {
-                    guards.upstream_2xx.inc();
+    /// The body read by its deadline, verified and claimed, then forwarded.
+    async fn verified(&self, parts: request::Parts, body: Incoming) -> (&'static str, Reply) {
+        let read = if self.guards.on.deadlines {
+            tokio::time::timeout_at(self.start + BODY_TIMEOUT, body.collect()).await
+        } else {
+            Ok(body.collect().await)
+        };
+        let body = match read {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => return ("rejected", answer(StatusCode::BAD_REQUEST, b"")),
+            Err(_) => return ("rejected", answer(StatusCode::REQUEST_TIMEOUT, b"")),
+        };
+        let key = match admit(self.gate, &parts.headers, &body) {
+            Ok(key) => key,
+            Err((outcome, status, body)) => return (outcome, answer(status, body)),
+        };
+        if self.guards.on.metrics {
+            self.guards.secret_matches.inc();
+        }
+        self.forward(key, parts, body).await
+    }
+
+    /// Sent, answered within `upstream.timeout` of the sending, timed, settled.
+    async fn forward(
+        &self,
+        key: [u8; 16],
+        parts: request::Parts,
+        body: Bytes,
+    ) -> (&'static str, Reply) {
+        let (gate, guards) = (self.gate, self.guards);
+        let started = Instant::now();
+        let sent = send(self.client, self.upstream, parts, body);
+        let answered = if guards.on.deadlines {
+            tokio::time::timeout_at(started + UPSTREAM_TIMEOUT, sent).await
+        } else {
+            Ok(sent.await)
+        };
+        match answered {
+            Ok(Ok(resp)) => {
+                let arrived = Instant::now();
+                if guards.on.metrics {
+                    guards
+                        .upstream_duration
+                        .observe((arrived - started).as_secs_f64());
+                    if resp.status().is_success() {
+                        guards.upstream_2xx.inc();
+                    }
                 }
+                gate.settle(key, resp.status().is_success());
+                ("forwarded", resp.map(Either::Left))
             }
-            gate.settle(key, resp.status().is_success());
-            ("forwarded", resp.map(Either::Left))
-        }
-        Ok(Err(_)) => {
-            gate.settle(key, false);
-            ("upstream_error", answer(StatusCode::BAD_GATEWAY, b""))
-        }
-        Err(_) => {
-            gate.settle(key, false);
-            ("upstream_error", answer(StatusCode::GATEWAY_TIMEOUT, b""))
+            Ok(Err(_)) => {
+                gate.settle(key, false);
+                ("upstream_error", answer(StatusCode::BAD_GATEWAY, b""))
+            }
+            Err(_) => {
+                gate.settle(key, false);
+                ("upstream_error", answer(StatusCode::GATEWAY_TIMEOUT, b""))
+            }
         }
     }
 }

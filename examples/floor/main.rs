@@ -318,24 +318,9 @@ async fn decide(
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return ("rejected", answer(StatusCode::BAD_REQUEST, b""));
     };
-    let h = &parts.headers;
-    let (Some(id), Some(ts), Some(sig)) = (
-        h.get("svix-id"),
-        h.get("svix-timestamp"),
-        h.get("svix-signature"),
-    ) else {
-        return ("rejected", answer(StatusCode::BAD_REQUEST, b""));
-    };
-    if !gate.genuine(id.as_bytes(), ts.as_bytes(), sig.as_bytes(), &body) {
-        return ("rejected", answer(StatusCode::UNAUTHORIZED, b""));
-    }
-    let key = match gate.claim(id.as_bytes()) {
-        Claim::Claimed(key) => key,
-        Claim::Duplicate => {
-            let dup = answer(StatusCode::OK, br#"{"status":"duplicate"}"#);
-            return ("duplicate", dup);
-        }
-        Claim::InFlight => return ("rejected", answer(StatusCode::CONFLICT, b"")),
+    let key = match admit(gate, &parts.headers, &body) {
+        Ok(key) => key,
+        Err((outcome, status, body)) => return (outcome, answer(status, body)),
     };
     match send(client, upstream, parts, body).await {
         Ok(resp) => {
@@ -346,5 +331,30 @@ async fn decide(
             gate.settle(key, false);
             ("upstream_error", answer(StatusCode::BAD_GATEWAY, b""))
         }
+    }
+}
+
+/// An answer the proxy gives itself instead of forwarding: the outcome
+/// logged, the status and the body.
+type Refusal = (&'static str, StatusCode, &'static [u8]);
+
+/// A request's Svix check and replay claim: the claimed key, or the answer
+/// given instead (400 without the headers, 401 if not genuine, a duplicate's
+/// 200, 409 while in flight).
+fn admit(gate: &Gate, h: &http::HeaderMap, body: &[u8]) -> Result<[u8; 16], Refusal> {
+    let (Some(id), Some(ts), Some(sig)) = (
+        h.get("svix-id"),
+        h.get("svix-timestamp"),
+        h.get("svix-signature"),
+    ) else {
+        return Err(("rejected", StatusCode::BAD_REQUEST, b""));
+    };
+    if !gate.genuine(id.as_bytes(), ts.as_bytes(), sig.as_bytes(), body) {
+        return Err(("rejected", StatusCode::UNAUTHORIZED, b""));
+    }
+    match gate.claim(id.as_bytes()) {
+        Claim::Claimed(key) => Ok(key),
+        Claim::Duplicate => Err(("duplicate", StatusCode::OK, br#"{"status":"duplicate"}"#)),
+        Claim::InFlight => Err(("rejected", StatusCode::CONFLICT, b"")),
     }
 }
