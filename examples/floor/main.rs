@@ -80,7 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (path, gate) = match mode {
         "" => (Path::Hyper, None),
         "verify" => (Path::Hyper, Some(gate_from_env()?)),
-        "guards" => (Path::Guarded, Some(gate_from_env()?)),
+        "guards" => {
+            let guards = Box::leak(Box::new(guards::Guards::new()?));
+            (Path::Guarded(gate_from_env()?, guards), None)
+        }
         "raw" => (Path::Raw, None),
         "raw+verify" => (Path::Raw, Some(gate_from_env()?)),
         "rawup" => (Path::RawUpstream, None),
@@ -89,7 +92,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = listen.parse()?;
     let upstream: &'static str = Box::leak(upstream.clone().into_boxed_str());
     let workers: usize = workers.parse()?;
-    let guards: &'static guards::Guards = Box::leak(Box::new(guards::Guards::new()?));
     // One listener, bound once; each worker accepts from its own clone of it
     // (the kernel hands each connection to one waiting accept).
     let listener = std::net::TcpListener::bind(listen)?;
@@ -99,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let listener = listener.try_clone()?;
             Ok(std::thread::spawn(move || match path {
                 Path::Hyper => worker(listener, upstream, gate),
-                Path::Guarded => guarded_worker(listener, upstream, gate, guards),
+                Path::Guarded(gate, guards) => guarded_worker(listener, upstream, gate, guards),
                 Path::Raw => raw::worker(listener, upstream, gate),
                 Path::RawUpstream => rawup_worker(listener, upstream),
             }))
@@ -116,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 enum Path {
     Hyper,
     /// floor+guards: hyper, verifying, with hookgate's limits and metrics.
-    Guarded,
+    Guarded(&'static Gate, &'static guards::Guards),
     Raw,
     RawUpstream,
 }
@@ -194,10 +196,9 @@ fn worker(listener: std::net::TcpListener, upstream: &'static str, gate: Option<
 fn guarded_worker(
     listener: std::net::TcpListener,
     upstream: &'static str,
-    gate: Option<&'static Gate>,
+    gate: &'static Gate,
     guards: &'static guards::Guards,
 ) {
-    let Some(gate) = gate else { return };
     let client = pooled_client();
     accept_loop(listener, move |stream| {
         let client = client.clone();
