@@ -30,6 +30,11 @@
 #          timeout, the in-flight cap and body budget as shared semaphores with their gauges,
 #          the body and upstream deadlines, shared Prometheus counters and histograms): what
 #          they cost on hyper, apart from hookgate's code (examples/floor/guards.rs).
+#          --lean: --guards and a fourth, "floor+lean": floor+guards' guards in cheaper forms,
+#          beside it in the same alternation: the limits and metrics without shared writes per
+#          request (FLOOR_GUARDS's `lean`: each limit one atomic count, the metrics in
+#          per-worker copies flushed in batches) and every deadline on a per-worker clock read
+#          ten times a second (`coarse`, examples/floor/coarse.rs).
 #          --raw: also run the same two without hyper, on the purpose-built HTTP/1.1 path in
 #          examples/floor/raw.rs (one buffer per connection, heads parsed in place by httparse, no
 #          header map, body channel or second task): "raw" and "raw+verify", what a data path of
@@ -60,7 +65,7 @@ OUT=$HERE/out
 . "$HERE/common.sh"
 
 SMOKE=0 DURATION=10 ROUNDS=1 SIZES="1024 16384" CONNS="50 256" THREADS=2
-STORE=memory LOG=info WORKERS="" BALANCE="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 GUARDS=0 RAW=0
+STORE=memory LOG=info WORKERS="" BALANCE="" ID_RATE=60000 SOAK=0 BEFORE="" FLOOR=0 GUARDS=0 LEAN=0 RAW=0
 QUEUE=0 QROUTES=16 QCONC=16
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -80,11 +85,12 @@ while [ $# -gt 0 ]; do
     --before) BEFORE=$2; shift ;;
     --floor) FLOOR=1 ;;
     --guards) FLOOR=1; GUARDS=1 ;;
+    --lean) FLOOR=1; GUARDS=1; LEAN=1 ;;
     --raw) RAW=1 ;;
     --queue) QUEUE=1 ;;
     --queue-routes) QROUTES=$2; shift ;;
     --queue-concurrency) QCONC=$2; shift ;;
-    -h|--help) sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,58p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -123,7 +129,7 @@ OUT=$(cd "$OUT" && pwd)
 
 read -r UP_PORT NGX_PORT HG_PORT ADMIN_PORT REDIS_PORT HAP_PORT BF_PORT BF_ADMIN_PORT FL_PORT \
   QG_PORT QG_ADMIN_PORT APP_PORT FV_PORT RW_PORT RV_PORT \
-  RU_PORT FG_PORT <<<"$(free_ports 17)"
+  RU_PORT FG_PORT FL2_PORT <<<"$(free_ports 18)"
 
 # ---- the upstream: nginx answering 200 to everything (common.sh) ----
 upstream_config "$OUT/nginx-up" "$UP_PORT"
@@ -274,7 +280,7 @@ start_floor() {
   PIDS+=("$!")
   wait_port "$2" "$3" "$!"
 }
-FV_PID="" FG_PID="" RV_PID=""
+FV_PID="" FG_PID="" FL2_PID="" RV_PID=""
 if [ "$FLOOR" = 1 ]; then
   start_floor FL_PID "$FL_PORT" floor
   start_floor FV_PID "$FV_PORT" floor+verify verify
@@ -282,6 +288,10 @@ fi
 if [ "$GUARDS" = 1 ]; then
   # floor+verify plus hookgate's per-request limits, timers and metrics (FLOOR_GUARDS).
   start_floor FG_PID "$FG_PORT" floor+guards guards
+fi
+if [ "$LEAN" = 1 ]; then
+  FLOOR_GUARDS="${FLOOR_GUARDS:-timer,limits,deadlines,metrics},lean,coarse" \
+    start_floor FL2_PID "$FL2_PORT" floor+lean guards
 fi
 if [ "$RAW" = 1 ]; then
   start_floor RW_PID "$RW_PORT" raw raw
@@ -308,6 +318,10 @@ if [ "$GUARDS" = 1 ]; then
   URL[floor+guards]="http://127.0.0.1:$FG_PORT/webhooks/svix"; PID[floor+guards]=$FG_PID
   TARGETS="$TARGETS floor+guards"
 fi
+if [ "$LEAN" = 1 ]; then
+  URL[floor+lean]="http://127.0.0.1:$FL2_PORT/webhooks/svix"; PID[floor+lean]=$FL2_PID
+  TARGETS="$TARGETS floor+lean"
+fi
 if [ "$RAW" = 1 ]; then
   URL[raw]="http://127.0.0.1:$RW_PORT/webhooks/svix"; PID[raw]=$RW_PID
   URL[raw+verify]="http://127.0.0.1:$RV_PORT/webhooks/svix"; PID[raw+verify]=$RV_PID
@@ -332,7 +346,7 @@ EOF
 # A genuine request is forwarded, a forged one refused and a repeat answered as a duplicate:
 # every verifying target (floor+verify and raw+verify too; not nginx or the bare floors) really
 # verifies here.
-for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"} ${FG_PID:+"$FG_PORT"} ${RV_PID:+"$RV_PORT"}; do
+for port in "$HG_PORT" "$HAP_PORT" ${BEFORE:+"$BF_PORT"} ${FV_PID:+"$FV_PORT"} ${FG_PID:+"$FG_PORT"} ${FL2_PID:+"$FL2_PORT"} ${RV_PID:+"$RV_PORT"}; do
 python3 - "$port" "$SECRET" <<'EOF'
 import base64, hashlib, hmac, sys, time, urllib.error, urllib.request
 port, secret = sys.argv[1], sys.argv[2]

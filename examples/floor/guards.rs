@@ -17,7 +17,15 @@
 //!
 //! `FLOOR_GUARDS` (a comma-separated list of `timer`, `limits`, `deadlines`,
 //! `metrics`; all four when unset) keeps only some, so that each one's price
-//! can be told apart.
+//! can be told apart. `lean` in the list keeps the same limits and metrics
+//! without their shared writes on every request: the limits are counters
+//! taken and handed back with one atomic add each (tokio's `Semaphore` locks
+//! its waiters' mutex on every release, though nothing here ever waits), their
+//! gauges are read from them when scraped instead of moved per request, and
+//! each worker counts and observes into its own `prometheus::local` copies,
+//! flushed into the shared families every `FLUSH_EVERY` requests (and, in a
+//! real design, on every scrape). `coarse` puts every deadline (hyper's header
+//! read timeout included) on the worker's coarse clock (`coarse.rs`).
 //!
 //! Clock readings as hookgate takes them: the request's start (which also
 //! dates the body's deadline), the sending, the answer's arrival, the end (the
@@ -31,10 +39,15 @@ use bytes::Bytes;
 use http::{request, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::coarse;
 use crate::gate::{self, Gate};
 use crate::{admit, answer, send, Reply, Upstream};
 
@@ -61,6 +74,10 @@ pub(crate) struct On {
     deadlines: bool,
     /// Every metric update.
     metrics: bool,
+    /// Limits and metrics without shared writes per request.
+    lean: bool,
+    /// Every deadline on the worker's coarse clock (`coarse.rs`).
+    pub(crate) coarse: bool,
 }
 
 impl On {
@@ -72,6 +89,8 @@ impl On {
             limits: false,
             deadlines: false,
             metrics: false,
+            lean: false,
+            coarse: false,
         };
         for part in list.split(',').filter(|p| !p.is_empty()) {
             match part {
@@ -79,6 +98,8 @@ impl On {
                 "limits" => on.limits = true,
                 "deadlines" => on.deadlines = true,
                 "metrics" => on.metrics = true,
+                "lean" => on.lean = true,
+                "coarse" => on.coarse = true,
                 other => return Err(format!("FLOOR_GUARDS: unknown guard {other:?}")),
             }
         }
@@ -98,6 +119,9 @@ pub(crate) struct Guards {
     upstream_duration: Histogram,
     upstream_2xx: IntCounter,
     secret_matches: IntCounter,
+    /// `lean`'s limits: what is taken of `MAX_INFLIGHT` and `MAX_BUFFERED`.
+    inflight_taken: Taken,
+    buffered_taken: Taken,
     /// Holds the families, as hookgate's registry does (never scraped here).
     _registry: Registry,
 }
@@ -131,8 +155,96 @@ impl Guards {
             upstream_duration: histogram("upstream_duration")?,
             upstream_2xx: counter("upstream_2xx")?,
             secret_matches: counter("secret_matches")?,
+            inflight_taken: Taken::new(MAX_INFLIGHT),
+            buffered_taken: Taken::new(MAX_BUFFERED),
             _registry: r,
         })
+    }
+}
+
+/// A limit only ever tried, never waited on: what is taken of `max`, one
+/// atomic add to take and one to give back. Its gauge is this count, read
+/// when scraped.
+struct Taken {
+    now: AtomicUsize,
+    max: usize,
+}
+
+/// Part of a [`Taken`] limit, given back when dropped.
+struct Held<'a> {
+    limit: &'a Taken,
+    n: usize,
+}
+
+impl Taken {
+    fn new(max: usize) -> Self {
+        Taken {
+            now: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    fn try_take(&self, n: usize) -> Option<Held<'_>> {
+        let before = self.now.fetch_add(n, Ordering::Relaxed);
+        let held = Held { limit: self, n };
+        (before + n <= self.max).then_some(held)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.limit.now.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+/// Requests a worker counts before it flushes its local metrics.
+const FLUSH_EVERY: u32 = 64;
+
+/// One worker's own copies of the request metrics (`lean`).
+struct Locals {
+    requests: LocalIntCounter,
+    request_duration: LocalHistogram,
+    upstream_duration: LocalHistogram,
+    upstream_2xx: LocalIntCounter,
+    secret_matches: LocalIntCounter,
+    unflushed: u32,
+}
+
+impl Locals {
+    fn new(g: &Guards) -> Self {
+        Locals {
+            requests: g.requests.local(),
+            request_duration: g.request_duration.local(),
+            upstream_duration: g.upstream_duration.local(),
+            upstream_2xx: g.upstream_2xx.local(),
+            secret_matches: g.secret_matches.local(),
+            unflushed: 0,
+        }
+    }
+
+    /// One request counted; every `FLUSH_EVERY`, all into the shared families.
+    fn counted(&mut self) {
+        self.unflushed += 1;
+        if self.unflushed >= FLUSH_EVERY {
+            self.requests.flush();
+            self.request_duration.flush();
+            self.upstream_duration.flush();
+            self.upstream_2xx.flush();
+            self.secret_matches.flush();
+            self.unflushed = 0;
+        }
+    }
+}
+
+thread_local! {
+    /// This worker's [`Locals`], made at its first request.
+    static LOCALS: RefCell<Option<Locals>> = const { RefCell::new(None) };
+}
+
+impl Guards {
+    /// Runs `f` on this worker's local metrics.
+    fn local(&self, f: impl FnOnce(&mut Locals)) {
+        LOCALS.with_borrow_mut(|l| f(l.get_or_insert_with(|| Locals::new(self))));
     }
 }
 
@@ -165,7 +277,12 @@ pub(crate) async fn serve(
     let (parts, body) = req.into_parts();
     let id = parts.headers.get("svix-id").cloned();
     let on = guards.on;
-    let (outcome, resp) = if on.limits {
+    let (outcome, resp) = if on.limits && on.lean {
+        match guards.inflight_taken.try_take(1) {
+            Some(_held) => cx.within_budget(parts, body).await,
+            None => ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b"")),
+        }
+    } else if on.limits {
         match guards.inflight.try_acquire() {
             Ok(_permit) => {
                 if on.metrics {
@@ -183,7 +300,13 @@ pub(crate) async fn serve(
         cx.verified(parts, body).await
     };
     let took = cx.start.elapsed();
-    if on.metrics {
+    if on.metrics && on.lean {
+        guards.local(|l| {
+            l.requests.inc();
+            l.request_duration.observe(took.as_secs_f64());
+            l.counted();
+        });
+    } else if on.metrics {
         guards.requests.inc();
         guards.request_duration.observe(took.as_secs_f64());
     }
@@ -206,6 +329,12 @@ impl Ctx<'_> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(0);
+        if guards.on.lean {
+            let Some(_held) = guards.buffered_taken.try_take(declared as usize) else {
+                return ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b""));
+            };
+            return self.verified(parts, body).await;
+        }
         let Ok(_reserved) = guards.buffered.try_acquire_many(declared) else {
             return ("rejected", answer(StatusCode::SERVICE_UNAVAILABLE, b""));
         };
@@ -221,8 +350,13 @@ impl Ctx<'_> {
 
     /// The body read by its deadline, verified and claimed, then forwarded.
     async fn verified(&self, parts: request::Parts, body: Incoming) -> (&'static str, Reply) {
-        let read = if self.guards.on.deadlines {
-            tokio::time::timeout_at(self.start + BODY_TIMEOUT, body.collect()).await
+        let due = self.start + BODY_TIMEOUT;
+        let read = if self.guards.on.deadlines && self.guards.on.coarse {
+            coarse::within(due.into_std(), body.collect()).await
+        } else if self.guards.on.deadlines {
+            tokio::time::timeout_at(due, body.collect())
+                .await
+                .map_err(|_| ())
         } else {
             Ok(body.collect().await)
         };
@@ -235,7 +369,9 @@ impl Ctx<'_> {
             Ok(key) => key,
             Err((outcome, status, body)) => return (outcome, answer(status, body)),
         };
-        if self.guards.on.metrics {
+        if self.guards.on.metrics && self.guards.on.lean {
+            self.guards.local(|l| l.secret_matches.inc());
+        } else if self.guards.on.metrics {
             self.guards.secret_matches.inc();
         }
         self.forward(key, parts, body).await
@@ -251,19 +387,29 @@ impl Ctx<'_> {
         let (gate, guards) = (self.gate, self.guards);
         let started = Instant::now();
         let sent = send(self.client, self.upstream, parts, body);
-        let answered = if guards.on.deadlines {
-            tokio::time::timeout_at(started + UPSTREAM_TIMEOUT, sent).await
+        let due = started + UPSTREAM_TIMEOUT;
+        let answered = if guards.on.deadlines && guards.on.coarse {
+            coarse::within(due.into_std(), sent).await
+        } else if guards.on.deadlines {
+            tokio::time::timeout_at(due, sent).await.map_err(|_| ())
         } else {
             Ok(sent.await)
         };
         match answered {
             Ok(Ok(resp)) => {
                 let arrived = Instant::now();
-                if guards.on.metrics {
-                    guards
-                        .upstream_duration
-                        .observe((arrived - started).as_secs_f64());
-                    if resp.status().is_success() {
+                let took = (arrived - started).as_secs_f64();
+                let ok = resp.status().is_success();
+                if guards.on.metrics && guards.on.lean {
+                    guards.local(|l| {
+                        l.upstream_duration.observe(took);
+                        if ok {
+                            l.upstream_2xx.inc();
+                        }
+                    });
+                } else if guards.on.metrics {
+                    guards.upstream_duration.observe(took);
+                    if ok {
                         guards.upstream_2xx.inc();
                     }
                 }

@@ -22,7 +22,10 @@
 //!
 //! `floor+guards` (the `guards` argument): floor+verify plus hookgate's
 //! per-request protections and metrics in their plainest form (`guards.rs`):
-//! what they cost on hyper, apart from hookgate's code.
+//! what they cost on hyper, apart from hookgate's code. `FLOOR_GUARDS` picks
+//! them, and with `lean` and `coarse` the same guards in cheaper forms
+//! (`run.sh --lean` runs both side by side; `coarse.rs`: per-worker coarse
+//! timers).
 //!
 //! `raw` and `raw+verify`: the same two, with hyper replaced by a purpose-built
 //! HTTP/1.1 path (`raw.rs`): what a proxy of nginx's shape costs here, one
@@ -42,6 +45,7 @@
 //!        (e.g. 127.0.0.1:8080 127.0.0.1:3000 2 verify; `verify` reads the
 //!        `whsec_…` secret from BENCH_SVIX_SECRET, as `guards` does)
 
+mod coarse;
 mod gate;
 mod guards;
 mod raw;
@@ -204,7 +208,10 @@ fn guarded_worker(
         let client = client.clone();
         let svc = service_fn(move |req| guards::serve(gate, guards, client.clone(), upstream, req));
         let mut conn = hyper::server::conn::http1::Builder::new();
-        if guards.on.timer {
+        if guards.on.timer && guards.on.coarse {
+            conn.timer(coarse::CoarseTimer)
+                .header_read_timeout(guards::HEADER_TIMEOUT);
+        } else if guards.on.timer {
             conn.timer(TokioTimer::new())
                 .header_read_timeout(guards::HEADER_TIMEOUT);
         }
