@@ -33,15 +33,14 @@
 //! deadline (its sleep registers only when the body is not already there, and
 //! `ok\n` always is), attestation, X-Forwarded-For.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{request, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use tokio::sync::Semaphore;
