@@ -245,6 +245,46 @@ impl Guards {
     fn local(&self, f: impl FnOnce(&mut Locals)) {
         LOCALS.with_borrow_mut(|l| f(l.get_or_insert_with(|| Locals::new(self))));
     }
+
+    /// A request ended after `took` seconds.
+    fn count_request(&self, took: f64) {
+        if self.on.metrics && self.on.lean {
+            self.local(|l| {
+                l.requests.inc();
+                l.request_duration.observe(took);
+                l.counted();
+            });
+        } else if self.on.metrics {
+            self.requests.inc();
+            self.request_duration.observe(took);
+        }
+    }
+
+    /// A signature matched the secret.
+    fn count_match(&self) {
+        if self.on.metrics && self.on.lean {
+            self.local(|l| l.secret_matches.inc());
+        } else if self.on.metrics {
+            self.secret_matches.inc();
+        }
+    }
+
+    /// The application answered after `took` seconds, `ok` if with a 2xx.
+    fn count_answer(&self, took: f64, ok: bool) {
+        if self.on.metrics && self.on.lean {
+            self.local(|l| {
+                l.upstream_duration.observe(took);
+                if ok {
+                    l.upstream_2xx.inc();
+                }
+            });
+        } else if self.on.metrics {
+            self.upstream_duration.observe(took);
+            if ok {
+                self.upstream_2xx.inc();
+            }
+        }
+    }
 }
 
 /// What one request's steps share.
@@ -299,16 +339,7 @@ pub(crate) async fn serve(
         cx.verified(parts, body).await
     };
     let took = cx.start.elapsed();
-    if on.metrics && on.lean {
-        guards.local(|l| {
-            l.requests.inc();
-            l.request_duration.observe(took.as_secs_f64());
-            l.counted();
-        });
-    } else if on.metrics {
-        guards.requests.inc();
-        guards.request_duration.observe(took.as_secs_f64());
-    }
+    guards.count_request(took.as_secs_f64());
     gate::log_took(
         outcome,
         resp.status().as_u16(),
@@ -319,6 +350,19 @@ pub(crate) async fn serve(
 }
 
 impl Ctx<'_> {
+    /// `f`, or `Err(())` once `due` has passed (with `deadlines` on; on the
+    /// worker's coarse clock with `coarse`).
+    async fn by<F: std::future::Future>(&self, due: Instant, f: F) -> Result<F::Output, ()> {
+        let on = self.guards.on;
+        if on.deadlines && on.coarse {
+            coarse::within(due.into_std(), f).await
+        } else if on.deadlines {
+            tokio::time::timeout_at(due, f).await.map_err(|_| ())
+        } else {
+            Ok(f.await)
+        }
+    }
+
     /// The body's declared length reserved against the budget while it is held.
     async fn within_budget(&self, parts: request::Parts, body: Incoming) -> (&'static str, Reply) {
         let guards = self.guards;
@@ -349,17 +393,7 @@ impl Ctx<'_> {
 
     /// The body read by its deadline, verified and claimed, then forwarded.
     async fn verified(&self, parts: request::Parts, body: Incoming) -> (&'static str, Reply) {
-        let due = self.start + BODY_TIMEOUT;
-        let read = if self.guards.on.deadlines && self.guards.on.coarse {
-            coarse::within(due.into_std(), body.collect()).await
-        } else if self.guards.on.deadlines {
-            tokio::time::timeout_at(due, body.collect())
-                .await
-                .map_err(|_| ())
-        } else {
-            Ok(body.collect().await)
-        };
-        let body = match read {
+        let body = match self.by(self.start + BODY_TIMEOUT, body.collect()).await {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(_)) => return ("rejected", answer(StatusCode::BAD_REQUEST, b"")),
             Err(_) => return ("rejected", answer(StatusCode::REQUEST_TIMEOUT, b"")),
@@ -368,11 +402,7 @@ impl Ctx<'_> {
             Ok(key) => key,
             Err((outcome, status, body)) => return (outcome, answer(status, body)),
         };
-        if self.guards.on.metrics && self.guards.on.lean {
-            self.guards.local(|l| l.secret_matches.inc());
-        } else if self.guards.on.metrics {
-            self.guards.secret_matches.inc();
-        }
+        self.guards.count_match();
         self.forward(key, parts, body).await
     }
 
@@ -383,44 +413,23 @@ impl Ctx<'_> {
         parts: request::Parts,
         body: Bytes,
     ) -> (&'static str, Reply) {
-        let (gate, guards) = (self.gate, self.guards);
         let started = Instant::now();
         let sent = send(self.client, self.upstream, parts, body);
-        let due = started + UPSTREAM_TIMEOUT;
-        let answered = if guards.on.deadlines && guards.on.coarse {
-            coarse::within(due.into_std(), sent).await
-        } else if guards.on.deadlines {
-            tokio::time::timeout_at(due, sent).await.map_err(|_| ())
-        } else {
-            Ok(sent.await)
-        };
-        match answered {
+        match self.by(started + UPSTREAM_TIMEOUT, sent).await {
             Ok(Ok(resp)) => {
                 let arrived = Instant::now();
-                let took = (arrived - started).as_secs_f64();
                 let ok = resp.status().is_success();
-                if guards.on.metrics && guards.on.lean {
-                    guards.local(|l| {
-                        l.upstream_duration.observe(took);
-                        if ok {
-                            l.upstream_2xx.inc();
-                        }
-                    });
-                } else if guards.on.metrics {
-                    guards.upstream_duration.observe(took);
-                    if ok {
-                        guards.upstream_2xx.inc();
-                    }
-                }
-                gate.settle(key, resp.status().is_success());
+                let took = (arrived - started).as_secs_f64();
+                self.guards.count_answer(took, ok);
+                self.gate.settle(key, ok);
                 ("forwarded", resp.map(Either::Left))
             }
             Ok(Err(_)) => {
-                gate.settle(key, false);
+                self.gate.settle(key, false);
                 ("upstream_error", answer(StatusCode::BAD_GATEWAY, b""))
             }
             Err(_) => {
-                gate.settle(key, false);
+                self.gate.settle(key, false);
                 ("upstream_error", answer(StatusCode::GATEWAY_TIMEOUT, b""))
             }
         }
